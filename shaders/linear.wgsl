@@ -1,0 +1,89 @@
+// Linear family: one strided, batched matrix product with an optional bias.
+//
+//   C[b](m, n) = alpha * sum_k A[b](m, k) * B[b](k, n)  (+ bias_gain * bias[m or n])  (+ C if accumulate)
+//
+// where X[b](i, j) = X[b * s_b + i * s_i + j * s_j] for each operand. Every layer of the model is
+// this product with different strides: the dense linear layer (mapping network, affine heads,
+// discriminator epilogue) forward and backward (dX, dW), and the per-pixel modulated linear layer
+// of the INR (each image b has its own weight) forward and backward. The bias gradient is a
+// reduction (reduce.wgsl).
+//
+// Shape for lavapipe and GPUs alike: a workgroup owns TM rows of C and WG*TN columns; the rows
+// come from the workgroup id, so the A operand (the weight in every use) is uniform across the
+// workgroup and each lane streams its own columns (pixels), contiguous across lanes when s_n = 1.
+// Out-of-range rows and columns are clamped for loads and skipped for stores, so any shape works.
+
+struct Params {
+    m: u32, n: u32, k: u32, batch: u32,
+    a_b: u32, a_m: u32, a_k: u32, b_b: u32,
+    b_k: u32, b_n: u32, c_b: u32, c_m: u32,
+    c_n: u32, bias_mode: u32, accumulate: u32, _pad0: u32,
+    alpha: f32, bias_gain: f32, _pad1: f32, _pad2: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> C: array<f32>;
+
+const WG: u32 = 64u;
+const TM: u32 = 4u;
+const TN: u32 = 4u;
+
+@compute @workgroup_size(64)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let b = wid.z;
+    let m0 = wid.y * TM;
+    if (m0 >= p.m) { return; }
+    let nb = wid.x * WG * TN + lid.x;
+    let mlast = p.m - 1u;
+    let nlast = p.n - 1u;
+    let r0 = min(m0, mlast);
+    let r1 = min(m0 + 1u, mlast);
+    let r2 = min(m0 + 2u, mlast);
+    let r3 = min(m0 + 3u, mlast);
+    let c0 = min(nb, nlast);
+    let c1 = min(nb + WG, nlast);
+    let c2 = min(nb + 2u * WG, nlast);
+    let c3 = min(nb + 3u * WG, nlast);
+    let abase = b * p.a_b;
+    let bbase = b * p.b_b;
+    let a0 = abase + r0 * p.a_m;
+    let a1 = abase + r1 * p.a_m;
+    let a2 = abase + r2 * p.a_m;
+    let a3 = abase + r3 * p.a_m;
+    let b0 = bbase + c0 * p.b_n;
+    let b1 = bbase + c1 * p.b_n;
+    let b2 = bbase + c2 * p.b_n;
+    let b3 = bbase + c3 * p.b_n;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var kk = 0u; kk < p.k; kk++) {
+        let ak = kk * p.a_k;
+        let bk = kk * p.b_k;
+        let bv = vec4<f32>(B[b0 + bk], B[b1 + bk], B[b2 + bk], B[b3 + bk]);
+        acc0 += A[a0 + ak] * bv;
+        acc1 += A[a1 + ak] * bv;
+        acc2 += A[a2 + ak] * bv;
+        acc3 += A[a3 + ak] * bv;
+    }
+    var rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    let cols = vec4<u32>(nb, nb + WG, nb + 2u * WG, nb + 3u * WG);
+    for (var r = 0u; r < TM; r++) {
+        let m = m0 + r;
+        if (m >= p.m) { break; }
+        for (var q = 0u; q < TN; q++) {
+            let n = cols[q];
+            if (n >= p.n) { break; }
+            var v = p.alpha * rows[r][q];
+            if (p.bias_mode == 1u) { v += p.bias_gain * bias[m]; }
+            if (p.bias_mode == 2u) { v += p.bias_gain * bias[n]; }
+            let ci = b * p.c_b + m * p.c_m + n * p.c_n;
+            if (p.accumulate != 0u) { v += C[ci]; }
+            C[ci] = v;
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The WGSL files in `shaders/`, compiled into the binary, and their naga validation.
+
+macro_rules! shaders {
+    ($($variant:ident => $file:literal),* $(,)?) => {
+        /// One WGSL file of `shaders/` (one kernel family).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Shader { $($variant),* }
+
+        impl Shader {
+            /// Every shader file, for the naga test and for warming pipelines.
+            pub const ALL: &'static [Shader] = &[$(Shader::$variant),*];
+
+            pub fn file_name(self) -> &'static str {
+                match self { $(Shader::$variant => $file),* }
+            }
+
+            pub fn source(self) -> &'static str {
+                match self {
+                    $(Shader::$variant => include_str!(concat!("../../shaders/", $file))),*
+                }
+            }
+        }
+    };
+}
+
+shaders! {
+    Linear => "linear.wgsl",
+    //Fmm => "fmm.wgsl",
+    //Coords => "coords.wgsl",
+    //Resample => "resample.wgsl",
+    //Act => "act.wgsl",
+    //Conv => "conv.wgsl",
+    //Mbstd => "mbstd.wgsl",
+    Reduce => "reduce.wgsl",
+    //Adam => "adam.wgsl",
+    //Image => "image.wgsl",
+}
+
+/// Parses and validates WGSL with naga (all validation flags, all capabilities the adapter might
+/// offer). Needs no GPU. The error is naga's rendered diagnostic, with the source line.
+pub fn validate_wgsl(name: &str, source: &str) -> Result<naga::Module, String> {
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| format!("{name}: {}", e.emit_to_string(source)))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| format!("{name}: {}", e.emit_to_string(source)))?;
+    Ok(module)
+}
+
+/// The names of the compute entry points of a shader.
+pub fn entry_points(shader: Shader) -> Result<Vec<String>, String> {
+    let m = validate_wgsl(shader.file_name(), shader.source())?;
+    Ok(m.entry_points.iter().map(|e| e.name.clone()).collect())
+}

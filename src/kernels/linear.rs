@@ -1,0 +1,334 @@
+//! `shaders/linear.wgsl`: the strided batched matrix product behind the dense and the per-pixel
+//! modulated linear layers, forward and backward.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{need, reduce, u32_of};
+use crate::gpu::{GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Shader};
+pub use crate::reference::linear::{LinearShape, ModLinearShape};
+
+const GEMM: Kernel = Kernel::new(Shader::Linear, "gemm");
+/// Rows and columns of C per workgroup (`TM` and `WG * TN` in the shader).
+const TILE_M: usize = 4;
+const TILE_N: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, Default)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_b: u32,
+    a_m: u32,
+    a_k: u32,
+    b_b: u32,
+    b_k: u32,
+    b_n: u32,
+    c_b: u32,
+    c_m: u32,
+    c_n: u32,
+    bias_mode: u32,
+    accumulate: u32,
+    _pad0: u32,
+    alpha: f32,
+    bias_gain: f32,
+    _pad1: [f32; 2],
+}
+
+/// Strides of one operand: element (i, j) of batch b is at `b * sb + i * si + j * sj`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strides {
+    pub sb: usize,
+    pub si: usize,
+    pub sj: usize,
+}
+
+const fn st(sb: usize, si: usize, sj: usize) -> Strides {
+    Strides { sb, si, sj }
+}
+
+/// Where a bias is added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasMode {
+    None,
+    PerRow,
+    PerCol,
+}
+
+/// A general strided batched product `C = alpha * A B (+ bias_gain * bias) (+ C)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch: usize,
+    pub a: Strides,
+    pub b: Strides,
+    pub c: Strides,
+    pub alpha: f32,
+    pub bias: BiasMode,
+    pub bias_gain: f32,
+    pub accumulate: bool,
+}
+
+fn extent(s: Strides, batch: usize, rows: usize, cols: usize) -> usize {
+    if batch == 0 || rows == 0 || cols == 0 {
+        return 0;
+    }
+    (batch - 1) * s.sb + (rows - 1) * s.si + (cols - 1) * s.sj + 1
+}
+
+/// Records `g` with operands `a`, `b`, optional `bias`, output `c`.
+pub fn gemm(
+    rec: &mut Recorder,
+    g: &Gemm,
+    a: &GpuBuffer<f32>,
+    b: &GpuBuffer<f32>,
+    bias: Option<&GpuBuffer<f32>>,
+    c: &GpuBuffer<f32>,
+) -> GpuResult<()> {
+    if g.m == 0 || g.n == 0 || g.batch == 0 {
+        return Ok(());
+    }
+    need("gemm A", a, extent(g.a, g.batch, g.m, g.k))?;
+    need("gemm B", b, extent(g.b, g.batch, g.k, g.n))?;
+    need("gemm C", c, extent(g.c, g.batch, g.m, g.n))?;
+    match (g.bias, bias) {
+        (BiasMode::None, _) => {}
+        (BiasMode::PerRow, Some(bb)) => need("gemm bias", bb, g.m)?,
+        (BiasMode::PerCol, Some(bb)) => need("gemm bias", bb, g.n)?,
+        _ => {
+            return Err(GpuError::Shape(
+                "gemm: bias mode set but no bias buffer".into(),
+            ));
+        }
+    }
+    let p = Params {
+        m: u32_of("m", g.m)?,
+        n: u32_of("n", g.n)?,
+        k: u32_of("k", g.k)?,
+        batch: u32_of("batch", g.batch)?,
+        a_b: u32_of("a stride", g.a.sb)?,
+        a_m: u32_of("a stride", g.a.si)?,
+        a_k: u32_of("a stride", g.a.sj)?,
+        b_b: u32_of("b stride", g.b.sb)?,
+        b_k: u32_of("b stride", g.b.si)?,
+        b_n: u32_of("b stride", g.b.sj)?,
+        c_b: u32_of("c stride", g.c.sb)?,
+        c_m: u32_of("c stride", g.c.si)?,
+        c_n: u32_of("c stride", g.c.sj)?,
+        bias_mode: match g.bias {
+            BiasMode::None => 0,
+            BiasMode::PerRow => 1,
+            BiasMode::PerCol => 2,
+        },
+        accumulate: g.accumulate as u32,
+        alpha: g.alpha,
+        bias_gain: g.bias_gain,
+        ..Default::default()
+    };
+    let groups = [
+        u32_of("column tiles", g.n.div_ceil(TILE_N))?,
+        u32_of("row tiles", g.m.div_ceil(TILE_M))?,
+        u32_of("batch", g.batch)?,
+    ];
+    rec.dispatch(
+        GEMM,
+        &p,
+        &[
+            Some(a.raw()),
+            Some(b.raw()),
+            bias.map(|b| b.raw()),
+            Some(c.raw()),
+        ],
+        groups,
+    )
+}
+
+/// `Y[n, o] = w_gain * X W^T + b_gain * b` (computed as `Y^T = W X^T` so that the weight rows are
+/// uniform across a workgroup).
+pub fn linear_forward(
+    rec: &mut Recorder,
+    s: &LinearShape,
+    x: &GpuBuffer<f32>,
+    w: &GpuBuffer<f32>,
+    b: Option<&GpuBuffer<f32>>,
+    y: &GpuBuffer<f32>,
+) -> GpuResult<()> {
+    let g = Gemm {
+        m: s.d_out,
+        n: s.rows,
+        k: s.d_in,
+        batch: 1,
+        a: st(0, s.d_in, 1),
+        b: st(0, 1, s.d_in),
+        c: st(0, 1, s.d_out),
+        alpha: s.w_gain,
+        bias: if b.is_some() {
+            BiasMode::PerRow
+        } else {
+            BiasMode::None
+        },
+        bias_gain: s.b_gain,
+        accumulate: false,
+    };
+    gemm(rec, &g, w, x, b, y)
+}
+
+/// `dX = w_gain * dY W` (`accumulate` adds into `dx`).
+pub fn linear_backward_input(
+    rec: &mut Recorder,
+    s: &LinearShape,
+    dy: &GpuBuffer<f32>,
+    w: &GpuBuffer<f32>,
+    dx: &GpuBuffer<f32>,
+    accumulate: bool,
+) -> GpuResult<()> {
+    let g = Gemm {
+        m: s.d_in,
+        n: s.rows,
+        k: s.d_out,
+        batch: 1,
+        a: st(0, 1, s.d_in),
+        b: st(0, 1, s.d_out),
+        c: st(0, 1, s.d_in),
+        alpha: s.w_gain,
+        bias: BiasMode::None,
+        bias_gain: 0.0,
+        accumulate,
+    };
+    gemm(rec, &g, w, dy, None, dx)
+}
+
+/// `dW = w_gain * dY^T X` (`accumulate` adds into `dw`).
+pub fn linear_backward_weight(
+    rec: &mut Recorder,
+    s: &LinearShape,
+    dy: &GpuBuffer<f32>,
+    x: &GpuBuffer<f32>,
+    dw: &GpuBuffer<f32>,
+    accumulate: bool,
+) -> GpuResult<()> {
+    let g = Gemm {
+        m: s.d_out,
+        n: s.d_in,
+        k: s.rows,
+        batch: 1,
+        a: st(0, 1, s.d_out),
+        b: st(0, s.d_in, 1),
+        c: st(0, s.d_in, 1),
+        alpha: s.w_gain,
+        bias: BiasMode::None,
+        bias_gain: 0.0,
+        accumulate,
+    };
+    gemm(rec, &g, dy, x, None, dw)
+}
+
+/// `db = b_gain * sum_n dY[n, :]`.
+pub fn linear_backward_bias(
+    rec: &mut Recorder,
+    s: &LinearShape,
+    dy: &GpuBuffer<f32>,
+    db: &GpuBuffer<f32>,
+    accumulate: bool,
+) -> GpuResult<()> {
+    reduce::sum_axes(rec, dy, db, s.rows, s.d_out, 1, s.b_gain, accumulate)
+}
+
+/// Per-pixel modulated linear: `Y[b] = W[b] X[b] + bias` on planar `[batch, c, pixels]` data.
+/// `shared_weight` applies one weight `[c_out, c_in]` to every image instead.
+pub fn modlinear_forward(
+    rec: &mut Recorder,
+    s: &ModLinearShape,
+    x: &GpuBuffer<f32>,
+    w: &GpuBuffer<f32>,
+    bias: Option<&GpuBuffer<f32>>,
+    y: &GpuBuffer<f32>,
+    shared_weight: bool,
+) -> GpuResult<()> {
+    let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
+    let g = Gemm {
+        m: co,
+        n: np,
+        k: ci,
+        batch: s.batch,
+        a: st(if shared_weight { 0 } else { co * ci }, ci, 1),
+        b: st(ci * np, np, 1),
+        c: st(co * np, np, 1),
+        alpha: 1.0,
+        bias: if bias.is_some() {
+            BiasMode::PerRow
+        } else {
+            BiasMode::None
+        },
+        bias_gain: 1.0,
+        accumulate: false,
+    };
+    gemm(rec, &g, w, x, bias, y)
+}
+
+/// `dX[b] = W[b]^T dY[b]`.
+pub fn modlinear_backward_input(
+    rec: &mut Recorder,
+    s: &ModLinearShape,
+    dy: &GpuBuffer<f32>,
+    w: &GpuBuffer<f32>,
+    dx: &GpuBuffer<f32>,
+    shared_weight: bool,
+    accumulate: bool,
+) -> GpuResult<()> {
+    let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
+    let g = Gemm {
+        m: ci,
+        n: np,
+        k: co,
+        batch: s.batch,
+        a: st(if shared_weight { 0 } else { co * ci }, 1, ci),
+        b: st(co * np, np, 1),
+        c: st(ci * np, np, 1),
+        alpha: 1.0,
+        bias: BiasMode::None,
+        bias_gain: 0.0,
+        accumulate,
+    };
+    gemm(rec, &g, w, dy, None, dx)
+}
+
+/// `dW[b] = dY[b] X[b]^T`, one weight gradient per image (`[batch, c_out, c_in]`).
+pub fn modlinear_backward_weight(
+    rec: &mut Recorder,
+    s: &ModLinearShape,
+    dy: &GpuBuffer<f32>,
+    x: &GpuBuffer<f32>,
+    dw: &GpuBuffer<f32>,
+    accumulate: bool,
+) -> GpuResult<()> {
+    let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
+    let g = Gemm {
+        m: co,
+        n: ci,
+        k: np,
+        batch: s.batch,
+        a: st(co * np, np, 1),
+        b: st(ci * np, 1, np),
+        c: st(co * ci, ci, 1),
+        alpha: 1.0,
+        bias: BiasMode::None,
+        bias_gain: 0.0,
+        accumulate,
+    };
+    gemm(rec, &g, dy, x, None, dw)
+}
+
+/// `dbias[o] = sum_{b, p} dY[b, o, p]`.
+pub fn modlinear_backward_bias(
+    rec: &mut Recorder,
+    s: &ModLinearShape,
+    dy: &GpuBuffer<f32>,
+    db: &GpuBuffer<f32>,
+    accumulate: bool,
+) -> GpuResult<()> {
+    reduce::sum_axes(rec, dy, db, s.batch, s.c_out, s.pixels, 1.0, accumulate)
+}

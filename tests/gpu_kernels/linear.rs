@@ -1,0 +1,307 @@
+use inrgan::kernels::linear::{self as k, BiasMode, Gemm, Strides};
+use inrgan::reference::linear::{self as r, LinearShape, ModLinearShape};
+
+use crate::common::*;
+
+// Tolerances: f32 GPU sums against the f64 reference, inputs ~N(0, 1), sums of up to ~70 terms.
+const ATOL: f64 = 1e-4;
+const RTOL: f64 = 1e-4;
+
+fn shapes() -> Vec<LinearShape> {
+    vec![
+        LinearShape {
+            rows: 1,
+            d_in: 1,
+            d_out: 1,
+            w_gain: 1.0,
+            b_gain: 1.0,
+        },
+        LinearShape {
+            rows: 3,
+            d_in: 7,
+            d_out: 5,
+            w_gain: 0.37,
+            b_gain: 0.01,
+        },
+        LinearShape {
+            rows: 5,
+            d_in: 33,
+            d_out: 17,
+            w_gain: 1.0 / 33f32.sqrt(),
+            b_gain: 1.0,
+        },
+        LinearShape {
+            rows: 70,
+            d_in: 9,
+            d_out: 66,
+            w_gain: 0.5,
+            b_gain: 2.0,
+        },
+        LinearShape {
+            rows: 300,
+            d_in: 4,
+            d_out: 3,
+            w_gain: 1.5,
+            b_gain: 0.3,
+        },
+    ]
+}
+
+#[test]
+fn linear_forward_matches_reference() {
+    let mut g = rng(1);
+    for s in shapes() {
+        let x = g.normal_vec(s.rows * s.d_in);
+        let w = g.normal_vec(s.d_out * s.d_in);
+        let b = g.normal_vec(s.d_out);
+        let (xb, wb, bb, yb) = (up(&x), up(&w), up(&b), zeros(s.rows * s.d_out));
+        run("linear fwd", |rec| {
+            k::linear_forward(rec, &s, &xb, &wb, Some(&bb), &yb).unwrap()
+        });
+        let want = r::linear_forward(&s, &to64(&x), &to64(&w), Some(&to64(&b)));
+        assert_close(&format!("linear fwd {s:?}"), &read(&yb), &want, ATOL, RTOL);
+        // and without a bias
+        run("linear fwd", |rec| {
+            k::linear_forward(rec, &s, &xb, &wb, None, &yb).unwrap()
+        });
+        let want = r::linear_forward(&s, &to64(&x), &to64(&w), None);
+        assert_close(
+            &format!("linear fwd no bias {s:?}"),
+            &read(&yb),
+            &want,
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn linear_backward_matches_reference_and_finite_differences() {
+    let mut g = rng(2);
+    for s in shapes() {
+        let x = g.normal_vec(s.rows * s.d_in);
+        let w = g.normal_vec(s.d_out * s.d_in);
+        let b = g.normal_vec(s.d_out);
+        let dy = g.normal_vec(s.rows * s.d_out);
+        let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
+        let (dxb, dwb, dbb) = (zeros(x.len()), zeros(w.len()), zeros(b.len()));
+        run("linear bwd", |rec| {
+            k::linear_backward_input(rec, &s, &dyb, &wb, &dxb, false).unwrap();
+            k::linear_backward_weight(rec, &s, &dyb, &xb, &dwb, false).unwrap();
+            k::linear_backward_bias(rec, &s, &dyb, &dbb, false).unwrap();
+        });
+        let (x64, w64, b64, dy64) = (to64(&x), to64(&w), to64(&b), to64(&dy));
+        let (dx, dw, db) = r::linear_backward(&s, &x64, &w64, &dy64);
+        let tag = format!("{s:?}");
+        let (gdx, gdw, gdb) = (read(&dxb), read(&dwb), read(&dbb));
+        assert_close(&format!("linear dX {tag}"), &gdx, &dx, 2e-4, RTOL);
+        assert_close(&format!("linear dW {tag}"), &gdw, &dw, 2e-4, RTOL);
+        assert_close(&format!("linear db {tag}"), &gdb, &db, 2e-4, RTOL);
+        let loss_x = |xv: &[f64]| dot(&dy64, &r::linear_forward(&s, xv, &w64, Some(&b64)));
+        let loss_w = |wv: &[f64]| dot(&dy64, &r::linear_forward(&s, &x64, wv, Some(&b64)));
+        let loss_b = |bv: &[f64]| dot(&dy64, &r::linear_forward(&s, &x64, &w64, Some(bv)));
+        check_fd(
+            &format!("linear dX {tag}"),
+            &gdx,
+            loss_x,
+            &x64,
+            40,
+            1e-3,
+            1e-3,
+            1e-3,
+            &mut g,
+        );
+        check_fd(
+            &format!("linear dW {tag}"),
+            &gdw,
+            loss_w,
+            &w64,
+            40,
+            1e-3,
+            1e-3,
+            1e-3,
+            &mut g,
+        );
+        check_fd(
+            &format!("linear db {tag}"),
+            &gdb,
+            loss_b,
+            &b64,
+            40,
+            1e-3,
+            1e-3,
+            1e-3,
+            &mut g,
+        );
+    }
+}
+
+#[test]
+fn linear_backward_accumulates() {
+    let mut g = rng(3);
+    let s = LinearShape {
+        rows: 6,
+        d_in: 5,
+        d_out: 7,
+        w_gain: 0.8,
+        b_gain: 1.0,
+    };
+    let x = g.normal_vec(30);
+    let dy = g.normal_vec(42);
+    let prior = g.normal_vec(35);
+    let dwb = up(&prior);
+    run("acc", |rec| {
+        k::linear_backward_weight(rec, &s, &up(&dy), &up(&x), &dwb, true).unwrap()
+    });
+    let (_, dw, _) = r::linear_backward(&s, &to64(&x), &vec![0.0; 35], &to64(&dy));
+    let want: Vec<f64> = dw.iter().zip(&prior).map(|(a, &b)| a + b as f64).collect();
+    assert_close("accumulated dW", &read(&dwb), &want, ATOL, RTOL);
+}
+
+fn mod_shapes() -> Vec<ModLinearShape> {
+    vec![
+        ModLinearShape {
+            batch: 1,
+            c_in: 1,
+            c_out: 1,
+            pixels: 1,
+        },
+        ModLinearShape {
+            batch: 2,
+            c_in: 5,
+            c_out: 3,
+            pixels: 7,
+        },
+        ModLinearShape {
+            batch: 3,
+            c_in: 12,
+            c_out: 9,
+            pixels: 65,
+        },
+        ModLinearShape {
+            batch: 2,
+            c_in: 3,
+            c_out: 6,
+            pixels: 259,
+        },
+    ]
+}
+
+#[test]
+fn modlinear_forward_matches_reference() {
+    let mut g = rng(4);
+    for s in mod_shapes() {
+        let x = g.normal_vec(s.batch * s.c_in * s.pixels);
+        let w = g.normal_vec(s.batch * s.c_out * s.c_in);
+        let b = g.normal_vec(s.c_out);
+        let yb = zeros(s.batch * s.c_out * s.pixels);
+        run("modlinear fwd", |rec| {
+            k::modlinear_forward(rec, &s, &up(&x), &up(&w), Some(&up(&b)), &yb, false).unwrap()
+        });
+        let want = r::modlinear_forward(&s, &to64(&x), &to64(&w), Some(&to64(&b)));
+        assert_close(
+            &format!("modlinear fwd {s:?}"),
+            &read(&yb),
+            &want,
+            ATOL,
+            RTOL,
+        );
+        // shared weight: the reference with the weight repeated per image
+        let ws = g.normal_vec(s.c_out * s.c_in);
+        run("modlinear fwd shared", |rec| {
+            k::modlinear_forward(rec, &s, &up(&x), &up(&ws), None, &yb, true).unwrap()
+        });
+        let rep: Vec<f64> = (0..s.batch).flat_map(|_| to64(&ws)).collect();
+        let want = r::modlinear_forward(&s, &to64(&x), &rep, None);
+        assert_close(
+            &format!("shared-weight fwd {s:?}"),
+            &read(&yb),
+            &want,
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn modlinear_backward_matches_reference_and_finite_differences() {
+    let mut g = rng(5);
+    for s in mod_shapes() {
+        let x = g.normal_vec(s.batch * s.c_in * s.pixels);
+        let w = g.normal_vec(s.batch * s.c_out * s.c_in);
+        let b = g.normal_vec(s.c_out);
+        let dy = g.normal_vec(s.batch * s.c_out * s.pixels);
+        let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
+        let (dxb, dwb, dbb) = (zeros(x.len()), zeros(w.len()), zeros(b.len()));
+        run("modlinear bwd", |rec| {
+            k::modlinear_backward_input(rec, &s, &dyb, &wb, &dxb, false, false).unwrap();
+            k::modlinear_backward_weight(rec, &s, &dyb, &xb, &dwb, false).unwrap();
+            k::modlinear_backward_bias(rec, &s, &dyb, &dbb, false).unwrap();
+        });
+        let (x64, w64, b64, dy64) = (to64(&x), to64(&w), to64(&b), to64(&dy));
+        let (dx, dw, db) = r::modlinear_backward(&s, &x64, &w64, &dy64);
+        let tag = format!("{s:?}");
+        let (gdx, gdw, gdb) = (read(&dxb), read(&dwb), read(&dbb));
+        let atol = 1e-4 * (s.pixels as f64).sqrt().max(1.0) * 4.0;
+        assert_close(&format!("modlinear dX {tag}"), &gdx, &dx, atol, RTOL);
+        assert_close(&format!("modlinear dW {tag}"), &gdw, &dw, atol, RTOL);
+        assert_close(&format!("modlinear db {tag}"), &gdb, &db, atol, RTOL);
+        let loss_x = |v: &[f64]| dot(&dy64, &r::modlinear_forward(&s, v, &w64, Some(&b64)));
+        let loss_w = |v: &[f64]| dot(&dy64, &r::modlinear_forward(&s, &x64, v, Some(&b64)));
+        let loss_b = |v: &[f64]| dot(&dy64, &r::modlinear_forward(&s, &x64, &w64, Some(v)));
+        check_fd(
+            &format!("modlinear dX {tag}"),
+            &gdx,
+            loss_x,
+            &x64,
+            30,
+            1e-3,
+            2e-3,
+            1e-3,
+            &mut g,
+        );
+        check_fd(
+            &format!("modlinear dW {tag}"),
+            &gdw,
+            loss_w,
+            &w64,
+            30,
+            1e-3,
+            2e-3,
+            1e-3,
+            &mut g,
+        );
+        check_fd(
+            &format!("modlinear db {tag}"),
+            &gdb,
+            loss_b,
+            &b64,
+            30,
+            1e-3,
+            2e-3,
+            1e-3,
+            &mut g,
+        );
+    }
+}
+
+#[test]
+fn gemm_rejects_short_buffers() {
+    let mut rec = inrgan::gpu::Recorder::new(ctx(), "bad");
+    let st = |sb, si, sj| Strides { sb, si, sj };
+    let gm = Gemm {
+        m: 4,
+        n: 4,
+        k: 4,
+        batch: 1,
+        a: st(0, 4, 1),
+        b: st(0, 4, 1),
+        c: st(0, 4, 1),
+        alpha: 1.0,
+        bias: BiasMode::None,
+        bias_gain: 0.0,
+        accumulate: false,
+    };
+    let err = k::gemm(&mut rec, &gm, &zeros(16), &zeros(15), None, &zeros(16)).unwrap_err();
+    assert!(err.to_string().contains("gemm B"), "{err}");
+}
