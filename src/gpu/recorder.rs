@@ -88,6 +88,23 @@ impl<'a> Recorder<'a> {
         buffers: &[Option<&wgpu::Buffer>],
         groups: [u32; 3],
     ) -> GpuResult<()> {
+        let dummy = &self.ctx.dummy;
+        let resources: Vec<wgpu::BindingResource> = buffers
+            .iter()
+            .map(|b| b.unwrap_or(dummy).as_entire_binding())
+            .collect();
+        self.dispatch_resources(kernel, params, &resources, groups)
+    }
+
+    /// Like [`Recorder::dispatch`] with arbitrary resources (storage textures, buffer ranges) at
+    /// bindings 1.. .
+    pub fn dispatch_resources<P: Pod>(
+        &mut self,
+        kernel: Kernel,
+        params: &P,
+        resources: &[wgpu::BindingResource],
+        groups: [u32; 3],
+    ) -> GpuResult<()> {
         if groups.contains(&0) {
             return Ok(());
         }
@@ -118,10 +135,10 @@ impl<'a> Recorder<'a> {
                 binding: 0,
                 resource: ubuf.as_entire_binding(),
             }];
-            for (i, b) in buffers.iter().enumerate() {
+            for (i, r) in resources.iter().enumerate() {
                 entries.push(wgpu::BindGroupEntry {
                     binding: i as u32 + 1,
-                    resource: b.unwrap_or(&ctx.dummy).as_entire_binding(),
+                    resource: r.clone(),
                 });
             }
             ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
