@@ -8,6 +8,8 @@
 //! - [`reference`]: the CPU reference of each kernel, the oracle of the tests.
 //! - [`rng`]: a small deterministic random number generator shared by tests, benches and models.
 
+pub mod app;
+pub mod demo;
 pub mod gpu;
 pub mod kernels;
 pub mod reference;

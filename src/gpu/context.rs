@@ -127,6 +127,66 @@ pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'sta
     }
 }
 
+/// The instance for `opts` and every adapter it sees, best first (discrete > integrated >
+/// virtual > CPU; Vulkan/Metal/DX12 > GL).
+fn adapters_ranked(opts: &GpuOptions) -> (wgpu::Backends, Vec<wgpu::Adapter>) {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    if let Some(b) = opts.backends {
+        desc.backends = b;
+    }
+    let searched = desc.backends;
+    let instance = wgpu::Instance::new(desc);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+    (searched, adapters)
+}
+
+/// Every adapter wgpu can see with `opts.backends`, in the order [`GpuContext::new`] prefers
+/// them when `WGPU_ADAPTER_NAME` is unset.
+pub fn enumerate_adapters(opts: &GpuOptions) -> Vec<AdapterSummary> {
+    adapters_ranked(opts)
+        .1
+        .iter()
+        .map(|a| summarize(a, a.features().contains(wgpu::Features::TIMESTAMP_QUERY)))
+        .collect()
+}
+
+/// Picks from `adapters` (ranked best first): the first whose name contains
+/// `opts.adapter_name` (case-insensitive) if set, else the best.
+pub fn choose_adapter(
+    adapters: &[wgpu::Adapter],
+    opts: &GpuOptions,
+    searched: wgpu::Backends,
+) -> GpuResult<wgpu::Adapter> {
+    let mut ranked = adapters.to_vec();
+    ranked.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+    if let Some(wanted) = &opts.adapter_name {
+        let w = wanted.to_lowercase();
+        return ranked
+            .iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&w))
+            .cloned()
+            .ok_or_else(|| GpuError::AdapterNotFound {
+                wanted: wanted.clone(),
+                available: if ranked.is_empty() {
+                    "none".into()
+                } else {
+                    ranked
+                        .iter()
+                        .map(|a| {
+                            let i = a.get_info();
+                            format!("{} ({:?})", i.name, i.backend)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            });
+    }
+    ranked.first().cloned().ok_or_else(|| GpuError::NoAdapter {
+        detail: format!("backends searched: {searched:?}"),
+    })
+}
+
 impl GpuContext {
     /// Picks an adapter by [`GpuOptions::from_env`] and creates a device on it.
     pub fn new() -> GpuResult<Self> {
@@ -134,46 +194,8 @@ impl GpuContext {
     }
 
     pub fn with_options(opts: &GpuOptions) -> GpuResult<Self> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
-        if let Some(b) = opts.backends {
-            desc.backends = b;
-        }
-        let searched = desc.backends;
-        let instance = wgpu::Instance::new(desc);
-        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-        let names = || {
-            adapters
-                .iter()
-                .map(|a| {
-                    let i = a.get_info();
-                    format!("{} ({:?})", i.name, i.backend)
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let adapter = if let Some(wanted) = &opts.adapter_name {
-            let w = wanted.to_lowercase();
-            adapters
-                .iter()
-                .find(|a| a.get_info().name.to_lowercase().contains(&w))
-                .cloned()
-                .ok_or_else(|| GpuError::AdapterNotFound {
-                    wanted: wanted.clone(),
-                    available: if adapters.is_empty() {
-                        "none".into()
-                    } else {
-                        names()
-                    },
-                })?
-        } else {
-            adapters
-                .iter()
-                .max_by_key(|a| rank(&a.get_info()))
-                .cloned()
-                .ok_or_else(|| GpuError::NoAdapter {
-                    detail: format!("backends searched: {searched:?}"),
-                })?
-        };
+        let (searched, adapters) = adapters_ranked(opts);
+        let adapter = choose_adapter(&adapters, opts, searched)?;
         let dd = device_descriptor(&adapter);
         let (device, queue) =
             pollster::block_on(adapter.request_device(&dd)).map_err(|source| {

@@ -18,7 +18,9 @@ mod recorder;
 pub mod shaders;
 
 pub use buffer::GpuBuffer;
-pub use context::{AdapterSummary, GpuContext, GpuOptions};
+pub use context::{
+    AdapterSummary, GpuContext, GpuOptions, choose_adapter, device_descriptor, enumerate_adapters,
+};
 pub use recorder::{Kernel, Recorder, groups_1d};
 pub use shaders::Shader;
 

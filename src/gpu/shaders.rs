@@ -27,13 +27,13 @@ shaders! {
     Linear => "linear.wgsl",
     //Fmm => "fmm.wgsl",
     //Coords => "coords.wgsl",
-    //Resample => "resample.wgsl",
-    //Act => "act.wgsl",
-    //Conv => "conv.wgsl",
-    //Mbstd => "mbstd.wgsl",
+    Resample => "resample.wgsl",
+    Act => "act.wgsl",
+    Conv => "conv.wgsl",
+    Mbstd => "mbstd.wgsl",
     Reduce => "reduce.wgsl",
-    //Adam => "adam.wgsl",
-    //Image => "image.wgsl",
+    Adam => "adam.wgsl",
+    Image => "image.wgsl",
 }
 
 /// Parses and validates WGSL with naga (all validation flags, all capabilities the adapter might

@@ -2,16 +2,16 @@
 //! or more dispatches on a [`Recorder`](crate::gpu::Recorder) and checking its arguments'
 //! sizes first. The CPU reference of each lives in [`crate::reference`] under the same name.
 
-// pub mod act;
-// pub mod adam;
-// pub mod conv;
+pub mod act;
+pub mod adam;
+pub mod conv;
 // pub mod coords;
 // pub mod fmm;
-// pub mod image;
+pub mod image;
 pub mod linear;
-// pub mod mbstd;
+pub mod mbstd;
 pub mod reduce;
-// pub mod resample;
+pub mod resample;
 
 use crate::gpu::{GpuBuffer, GpuError, GpuResult};
 

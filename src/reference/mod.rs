@@ -5,16 +5,16 @@
 //! They favour obviously-correct loops over speed. Layouts match the kernels exactly: row-major,
 //! `[batch, channels, pixels]` ("planar") for images and feature maps.
 
-// pub mod act;
-// pub mod adam;
-// pub mod conv;
+pub mod act;
+pub mod adam;
+pub mod conv;
 // pub mod coords;
 // pub mod fmm;
-// pub mod image;
+pub mod image;
 pub mod linear;
-// pub mod mbstd;
+pub mod mbstd;
 pub mod reduce;
-// pub mod resample;
+pub mod resample;
 
 pub use num_traits::Float;
 

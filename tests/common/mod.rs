@@ -113,6 +113,7 @@ pub fn dot(r: &[f64], y: &[f64]) -> f64 {
 
 /// Checks a GPU gradient `got` (all entries) against finite differences of `loss` on a subset
 /// of entries.
+#[allow(clippy::too_many_arguments)]
 pub fn check_fd(
     what: &str,
     got: &[f32],

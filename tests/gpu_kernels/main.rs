@@ -7,11 +7,11 @@ mod common;
 
 mod linear;
 mod reduce;
-// mod act;
-// mod adam;
-// mod conv;
+mod act;
+mod adam;
+mod conv;
 // mod coords;
 // mod fmm;
-// mod image;
-// mod mbstd;
-// mod resample;
+mod image;
+mod mbstd;
+mod resample;

@@ -1,0 +1,246 @@
+// Conv family: the discriminator's 2D convolution with equalised learning rate, and StyleGAN2's
+// blur-and-downsample filter. Planar layouts: X [N, Cin, H, W], W [Cout, Cin, K, K], Y [N, Cout,
+// Ho, Wo].
+//
+//   conv:  Y[n, co, oy, ox] = w_gain * sum_{ci, ky, kx} W[co, ci, ky, kx] X[n, ci, oy*s + ky - pad, ox*s + kx - pad]
+//                             + b_gain * b[co]
+//          with K odd, pad = K / 2, zero padding, stride s in {1, 2}, Ho = (H + 2 pad - K) / s + 1.
+//   dX[n, ci, iy, ix] = w_gain * sum_{co, ky, kx : iy = oy*s + ky - pad, ix = ox*s + kx - pad}
+//                       W[co, ci, ky, kx] dY[n, co, oy, ox]          (the transposed convolution)
+//   dW[co, ci, ky, kx] = w_gain * sum_{n, oy, ox} dY[n, co, oy, ox] X[n, ci, oy*s + ky - pad, ox*s + kx - pad]
+//   db = b_gain * sum over (n, pixels) of dY   (reduce.wgsl's sum_axes, not here)
+//
+//   blur_down2x: Y[p, i, j] = sum_{a, b in 0..4} f[a] f[b] X[p, 2i + a - 1, 2j + b - 1],
+//          f = [1, 3, 3, 1] / 8, zero padding 1, Ho = (H + 2 - 4) / 2 + 1; and its transpose.
+//
+// Shapes for lavapipe and GPUs alike: lanes are pixels (contiguous across lanes); in conv_forward
+// a workgroup owns TC output channels taken from the workgroup id (and conv_backward_input TC
+// input channels), so every weight load is uniform across the workgroup. conv_backward_weight
+// runs one invocation per weight value with the output channel from the workgroup id (so dY
+// loads are uniform) and sums over n, oy, ox in that fixed order. Loads are clamped and masked,
+// stores guarded, so any shape works. No atomics: every output is written by one invocation.
+
+struct Params {
+    batch: u32, c_in: u32, c_out: u32, height: u32,
+    width: u32, k: u32, stride: u32, pad: u32,
+    out_h: u32, out_w: u32, has_bias: u32, accumulate: u32,
+    w_gain: f32, b_gain: f32, _pad0: f32, _pad1: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// conv_forward: X, W, bias, Y. conv_backward_input: dY, W, dX. conv_backward_weight: dY, X, dW.
+// blur_down2x_forward: X, Y. blur_down2x_backward: dY, dX.
+@group(0) @binding(1) var<storage, read> in1: array<f32>;
+@group(0) @binding(2) var<storage, read> in2: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out4: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out2: array<f32>;
+
+const WG: u32 = 64u;
+const TC: u32 = 4u;
+
+// Grid: x = tiles of WG output pixels, y = tiles of TC output channels, z = batch.
+@compute @workgroup_size(64)
+fn conv_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let n = wid.z;
+    let co0 = wid.y * TC;
+    if (co0 >= p.c_out || n >= p.batch) { return; }
+    let npix = p.out_h * p.out_w;
+    let pix = wid.x * WG + lid.x;
+    let pc = min(pix, npix - 1u);
+    let oy = pc / p.out_w;
+    let ox = pc - oy * p.out_w;
+    let iy0 = i32(oy * p.stride) - i32(p.pad);
+    let ix0 = i32(ox * p.stride) - i32(p.pad);
+    let kk = p.k * p.k;
+    let wrow = p.c_in * kk;
+    let clast = p.c_out - 1u;
+    let w0 = min(co0, clast) * wrow;
+    let w1 = min(co0 + 1u, clast) * wrow;
+    let w2 = min(co0 + 2u, clast) * wrow;
+    let w3 = min(co0 + 3u, clast) * wrow;
+    let hw = p.height * p.width;
+    let hmax = i32(p.height) - 1;
+    let wmax = i32(p.width) - 1;
+    var acc = vec4<f32>(0.0);
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        let xbase = (n * p.c_in + ci) * hw;
+        let wci = ci * kk;
+        for (var ky = 0u; ky < p.k; ky++) {
+            let iy = iy0 + i32(ky);
+            let yok = iy >= 0 && iy <= hmax;
+            let xrow = xbase + u32(clamp(iy, 0, hmax)) * p.width;
+            for (var kx = 0u; kx < p.k; kx++) {
+                let ix = ix0 + i32(kx);
+                let ok = yok && ix >= 0 && ix <= wmax;
+                let xv = select(0.0, in1[xrow + u32(clamp(ix, 0, wmax))], ok);
+                let t = wci + ky * p.k + kx;
+                acc += xv * vec4<f32>(in2[w0 + t], in2[w1 + t], in2[w2 + t], in2[w3 + t]);
+            }
+        }
+    }
+    if (pix >= npix) { return; }
+    for (var r = 0u; r < TC; r++) {
+        let co = co0 + r;
+        if (co >= p.c_out) { break; }
+        var v = p.w_gain * acc[r];
+        if (p.has_bias != 0u) { v += p.b_gain * bias[co]; }
+        out4[(n * p.c_out + co) * npix + pix] = v;
+    }
+}
+
+// Grid: x = tiles of WG input pixels, y = tiles of TC input channels, z = batch.
+@compute @workgroup_size(64)
+fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let n = wid.z;
+    let ci0 = wid.y * TC;
+    if (ci0 >= p.c_in || n >= p.batch) { return; }
+    let hw = p.height * p.width;
+    let pix = wid.x * WG + lid.x;
+    let pc = min(pix, hw - 1u);
+    let iy = pc / p.width;
+    let ix = pc - iy * p.width;
+    let kk = p.k * p.k;
+    let clast = p.c_in - 1u;
+    let c0 = min(ci0, clast) * kk;
+    let c1 = min(ci0 + 1u, clast) * kk;
+    let c2 = min(ci0 + 2u, clast) * kk;
+    let c3 = min(ci0 + 3u, clast) * kk;
+    let npix = p.out_h * p.out_w;
+    // Output row oy reads input row iy at tap ky when oy * s = iy + pad - ky.
+    let ty0 = i32(iy + p.pad);
+    let tx0 = i32(ix + p.pad);
+    let s = i32(p.stride);
+    let ohmax = i32(p.out_h) - 1;
+    let owmax = i32(p.out_w) - 1;
+    var acc = vec4<f32>(0.0);
+    for (var co = 0u; co < p.c_out; co++) {
+        let dbase = (n * p.c_out + co) * npix;
+        let wco = co * p.c_in * kk;
+        for (var ky = 0u; ky < p.k; ky++) {
+            let ty = ty0 - i32(ky);
+            let oy = ty / s;
+            let yok = ty >= 0 && oy * s == ty && oy <= ohmax;
+            let drow = dbase + u32(clamp(oy, 0, ohmax)) * p.out_w;
+            for (var kx = 0u; kx < p.k; kx++) {
+                let tx = tx0 - i32(kx);
+                let ox = tx / s;
+                let ok = yok && tx >= 0 && ox * s == tx && ox <= owmax;
+                let g = select(0.0, in1[drow + u32(clamp(ox, 0, owmax))], ok);
+                let t = wco + ky * p.k + kx;
+                acc += g * vec4<f32>(in2[c0 + t], in2[c1 + t], in2[c2 + t], in2[c3 + t]);
+            }
+        }
+    }
+    if (pix >= hw) { return; }
+    for (var r = 0u; r < TC; r++) {
+        let ci = ci0 + r;
+        if (ci >= p.c_in) { break; }
+        let i = (n * p.c_in + ci) * hw + pix;
+        var v = p.w_gain * acc[r];
+        if (p.accumulate != 0u) { v += out3[i]; }
+        out3[i] = v;
+    }
+}
+
+// Grid: x = tiles of WG weights of one output channel (ci, ky, kx), y = output channel.
+@compute @workgroup_size(64)
+fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let co = wid.y;
+    let kk = p.k * p.k;
+    let per = p.c_in * kk;
+    let t = wid.x * WG + lid.x;
+    if (co >= p.c_out || t >= per) { return; }
+    let ci = t / kk;
+    let r = t - ci * kk;
+    let ky = r / p.k;
+    let kx = r - ky * p.k;
+    let hw = p.height * p.width;
+    let npix = p.out_h * p.out_w;
+    let hmax = i32(p.height) - 1;
+    let wmax = i32(p.width) - 1;
+    var acc = 0.0;
+    for (var n = 0u; n < p.batch; n++) {
+        let dbase = (n * p.c_out + co) * npix;
+        let xbase = (n * p.c_in + ci) * hw;
+        for (var oy = 0u; oy < p.out_h; oy++) {
+            let iy = i32(oy * p.stride + ky) - i32(p.pad);
+            let yok = iy >= 0 && iy <= hmax;
+            let xrow = xbase + u32(clamp(iy, 0, hmax)) * p.width;
+            let drow = dbase + oy * p.out_w;
+            for (var ox = 0u; ox < p.out_w; ox++) {
+                let ix = i32(ox * p.stride + kx) - i32(p.pad);
+                let ok = yok && ix >= 0 && ix <= wmax;
+                let xv = select(0.0, in2[xrow + u32(clamp(ix, 0, wmax))], ok);
+                acc += in1[drow + ox] * xv;
+            }
+        }
+    }
+    let i = co * per + t;
+    var v = p.w_gain * acc;
+    if (p.accumulate != 0u) { v += out3[i]; }
+    out3[i] = v;
+}
+
+// Tap t of the 1D filter [1, 3, 3, 1] / 8.
+fn f4(t: i32) -> f32 { return select(0.125, 0.375, t == 1 || t == 2); }
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }
+
+// One invocation per output value; planes = batch (= N * C), height/width the input size.
+@compute @workgroup_size(64)
+fn blur_down2x_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    let npix = p.out_h * p.out_w;
+    if (i >= p.batch * npix) { return; }
+    let pl = i / npix;
+    let q = i - pl * npix;
+    let oy = q / p.out_w;
+    let ox = q - oy * p.out_w;
+    let base = pl * p.height * p.width;
+    let hmax = i32(p.height) - 1;
+    let wmax = i32(p.width) - 1;
+    var acc = 0.0;
+    for (var a = 0; a < 4; a++) {
+        let iy = i32(2u * oy) + a - 1;
+        if (iy < 0 || iy > hmax) { continue; }
+        var row = 0.0;
+        for (var b = 0; b < 4; b++) {
+            let ix = i32(2u * ox) + b - 1;
+            if (ix < 0 || ix > wmax) { continue; }
+            row += f4(b) * in1[base + u32(iy) * p.width + u32(ix)];
+        }
+        acc += f4(a) * row;
+    }
+    out2[i] = acc;
+}
+
+// One invocation per input value: dX[p, y, x] = sum of f[a] f[b] dY[p, i, j] over the outputs
+// (i, j) with 2i + a - 1 = y and 2j + b - 1 = x.
+@compute @workgroup_size(64)
+fn blur_down2x_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    let hw = p.height * p.width;
+    if (i >= p.batch * hw) { return; }
+    let pl = i / hw;
+    let q = i - pl * hw;
+    let y = q / p.width;
+    let x = q - y * p.width;
+    let base = pl * p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var a = 0; a < 4; a++) {
+        let ty = i32(y) + 1 - a;
+        if (ty < 0 || (ty & 1) != 0 || ty / 2 >= i32(p.out_h)) { continue; }
+        var row = 0.0;
+        for (var b = 0; b < 4; b++) {
+            let tx = i32(x) + 1 - b;
+            if (tx < 0 || (tx & 1) != 0 || tx / 2 >= i32(p.out_w)) { continue; }
+            row += f4(b) * in1[base + u32(ty / 2) * p.out_w + u32(tx / 2)];
+        }
+        acc += f4(a) * row;
+    }
+    var v = acc;
+    if (p.accumulate != 0u) { v += out2[i]; }
+    out2[i] = v;
+}

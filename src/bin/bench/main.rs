@@ -1,0 +1,200 @@
+//! Kernel benchmarks: each GPU kernel at a realistic shape of the emoji presets, timed on the
+//! current adapter (GPU timestamps where the adapter has them, else wall time to completion),
+//! beside its plain-Rust CPU reference on one thread.
+//!
+//! `cargo run --release --bin bench -- [--filter TEXT] [--reps N] [--no-cpu] [--json PATH]`
+//!
+//! Prints a table and writes JSON (default `target/bench-kernels.json`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use inrgan::gpu::{GpuBuffer, GpuContext, GpuResult, Recorder};
+use inrgan::rng::Rng;
+
+mod cases;
+
+/// Records one run of a case's GPU work.
+pub type GpuWork = Box<dyn Fn(&mut Recorder) -> GpuResult<()>>;
+
+/// One benchmark: a GPU recording and the CPU reference of the same work.
+pub struct Case {
+    pub name: String,
+    pub shape: String,
+    /// Floating-point operations of one run (a multiply-add counts 2).
+    pub flops: f64,
+    pub gpu: GpuWork,
+    pub cpu: Box<dyn Fn()>,
+}
+
+/// Builds cases: owns the context and a seeded generator for inputs.
+pub struct Bench<'a> {
+    pub ctx: &'a GpuContext,
+    pub rng: Rng,
+}
+
+impl Bench<'_> {
+    pub fn normal(&mut self, n: usize) -> Vec<f32> {
+        self.rng.normal_vec(n)
+    }
+
+    pub fn up(&self, v: &[f32]) -> GpuResult<GpuBuffer<f32>> {
+        GpuBuffer::from_slice(self.ctx, v, "bench")
+    }
+
+    pub fn zeros(&self, n: usize) -> GpuResult<GpuBuffer<f32>> {
+        GpuBuffer::zeros(self.ctx, n, "bench")
+    }
+}
+
+struct Args {
+    filter: Option<String>,
+    reps: usize,
+    cpu: bool,
+    json: String,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        filter: None,
+        reps: 5,
+        cpu: true,
+        json: "target/bench-kernels.json".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--filter" => a.filter = Some(it.next().context("--filter needs a value")?),
+            "--reps" => a.reps = it.next().context("--reps needs a value")?.parse()?,
+            "--no-cpu" => a.cpu = false,
+            "--json" => a.json = it.next().context("--json needs a path")?,
+            "-h" | "--help" => {
+                println!(
+                    "bench [--filter TEXT] [--reps N] [--no-cpu] [--json PATH]\n\
+                     Times every GPU kernel at realistic shapes beside its CPU reference."
+                );
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    Ok(a)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn gflops(flops: f64, d: Duration) -> f64 {
+    flops / d.as_secs_f64() / 1e9
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let ctx = GpuContext::new()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("adapter: {}", ctx.summary());
+    println!(
+        "host:    {} ({threads} threads); GPU time from {}",
+        cpu_model(),
+        if ctx.has_timestamps() {
+            "timestamp queries"
+        } else {
+            "wall clock (no timestamp queries)"
+        }
+    );
+    let mut b = Bench {
+        ctx: &ctx,
+        rng: Rng::new(7),
+    };
+    let all = cases::all(&mut b)?;
+    let cases: Vec<Case> = all
+        .into_iter()
+        .filter(|c| args.filter.as_ref().is_none_or(|f| c.name.contains(f.as_str())))
+        .collect();
+    println!(
+        "\n{:<28} {:<34} {:>8} {:>10} {:>9} {:>10} {:>9} {:>8}",
+        "kernel", "shape", "MFLOP", "GPU ms", "GFLOP/s", "CPU ref ms", "GFLOP/s", "GPU/CPU"
+    );
+    let mut rows = Vec::new();
+    for c in &cases {
+        // The first run compiles the pipeline (and JIT-compiles it on lavapipe): not timed.
+        let mut rec = Recorder::new(&ctx, &c.name);
+        (c.gpu)(&mut rec)?;
+        rec.submit()?;
+        ctx.wait()?;
+        let mut best_gpu = Duration::MAX;
+        for _ in 0..args.reps {
+            let mut rec = Recorder::new(&ctx, &c.name);
+            (c.gpu)(&mut rec)?;
+            best_gpu = best_gpu.min(rec.submit_timed()?);
+        }
+        let best_cpu = if args.cpu {
+            let mut best = Duration::MAX;
+            let start = Instant::now();
+            for _ in 0..args.reps {
+                let t = Instant::now();
+                (c.cpu)();
+                best = best.min(t.elapsed());
+                if start.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+            Some(best)
+        } else {
+            None
+        };
+        let gms = best_gpu.as_secs_f64() * 1e3;
+        let (cms, cg, ratio) = match best_cpu {
+            Some(d) => (
+                format!("{:.3}", d.as_secs_f64() * 1e3),
+                format!("{:.2}", gflops(c.flops, d)),
+                format!("{:.2}x", d.as_secs_f64() / best_gpu.as_secs_f64()),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{:<28} {:<34} {:>8.2} {:>10.3} {:>9.2} {:>10} {:>9} {:>8}",
+            c.name,
+            c.shape,
+            c.flops / 1e6,
+            gms,
+            gflops(c.flops, best_gpu),
+            cms,
+            cg,
+            ratio
+        );
+        rows.push(serde_json::json!({
+            "kernel": c.name,
+            "shape": c.shape,
+            "flops": c.flops,
+            "gpu_ms": gms,
+            "gpu_gflops": gflops(c.flops, best_gpu),
+            "cpu_ref_ms": best_cpu.map(|d| d.as_secs_f64() * 1e3),
+            "cpu_ref_gflops": best_cpu.map(|d| gflops(c.flops, d)),
+        }));
+    }
+    let report = serde_json::json!({
+        "adapter": ctx.summary().to_string(),
+        "host": cpu_model(),
+        "gpu_timing": if ctx.has_timestamps() { "timestamps" } else { "wall" },
+        "reps": args.reps,
+        "cases": rows,
+    });
+    if let Some(dir) = std::path::Path::new(&args.json).parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    let tmp = format!("{}.tmp", args.json);
+    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)?;
+    std::fs::rename(&tmp, &args.json).with_context(|| format!("writing {}", args.json))?;
+    println!("\nwrote {}", args.json);
+    Ok(())
+}

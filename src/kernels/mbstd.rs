@@ -1,0 +1,119 @@
+//! `shaders/mbstd.wgsl`: the minibatch standard deviation layer of the discriminator's epilogue,
+//! forward (statistics, then concatenation) and backward (statistic gradient, then dX).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{WG, need, u32_of};
+use crate::gpu::{GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Shader, groups_1d};
+pub use crate::reference::mbstd::{MBSTD_EPS, MbstdShape};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, Default)]
+struct Params {
+    batch: u32,
+    channels: u32,
+    pixels: u32,
+    group: u32,
+    num_f: u32,
+    m: u32,
+    cpf: u32,
+    _pad0: u32,
+    eps: f32,
+    inv_count: f32,
+    inv_g: f32,
+    inv_denom: f32,
+}
+
+fn k(entry: &'static str) -> Kernel {
+    Kernel::new(Shader::Mbstd, entry)
+}
+
+/// Validates `s` and fills the parameter block (`None` for an empty batch: nothing to do).
+fn params(s: &MbstdShape) -> GpuResult<Option<Params>> {
+    if s.batch == 0 {
+        return Ok(None);
+    }
+    if let Some(why) = s.problem() {
+        return Err(GpuError::Shape(why));
+    }
+    u32_of("mbstd y values", s.y_len())?;
+    let cpf = s.channels_per_stat();
+    Ok(Some(Params {
+        batch: u32_of("batch", s.batch)?,
+        channels: u32_of("channels", s.channels)?,
+        pixels: u32_of("pixels", s.pixels())?,
+        group: u32_of("group", s.group)?,
+        num_f: u32_of("num_channels", s.num_channels)?,
+        m: u32_of("groups", s.groups())?,
+        cpf: u32_of("channels per stat", cpf)?,
+        _pad0: 0,
+        eps: MBSTD_EPS as f32,
+        inv_count: (1.0 / (cpf * s.pixels()) as f64) as f32,
+        inv_g: (1.0 / s.group as f64) as f32,
+        inv_denom: (1.0 / (s.group * cpf * s.pixels()) as f64) as f32,
+    }))
+}
+
+/// `y [N, C + F, H, W] = concat(x, stat)`, with the statistics `[M, F]` left in `stat_scratch`.
+pub fn mbstd_forward(
+    rec: &mut Recorder,
+    s: &MbstdShape,
+    x: &GpuBuffer<f32>,
+    stat_scratch: &GpuBuffer<f32>,
+    y: &GpuBuffer<f32>,
+) -> GpuResult<()> {
+    let Some(p) = params(s)? else {
+        return Ok(());
+    };
+    need("mbstd_forward x", x, s.x_len())?;
+    need("mbstd_forward stat_scratch", stat_scratch, s.stat_len())?;
+    need("mbstd_forward y", y, s.y_len())?;
+    rec.dispatch(
+        k("mbstd_stat"),
+        &p,
+        &[Some(x.raw()), Some(stat_scratch.raw())],
+        groups_1d(s.stat_len(), 1),
+    )?;
+    rec.dispatch(
+        k("mbstd_concat"),
+        &p,
+        &[Some(x.raw()), Some(stat_scratch.raw()), Some(y.raw())],
+        groups_1d(s.y_len(), WG),
+    )
+}
+
+/// `dx [N, C, H, W]` from `dy [N, C + F, H, W]` and the forward input `x`; the statistic
+/// gradients `[M, F]` are left in `dstat_scratch`.
+pub fn mbstd_backward(
+    rec: &mut Recorder,
+    s: &MbstdShape,
+    x: &GpuBuffer<f32>,
+    dy: &GpuBuffer<f32>,
+    dstat_scratch: &GpuBuffer<f32>,
+    dx: &GpuBuffer<f32>,
+) -> GpuResult<()> {
+    let Some(p) = params(s)? else {
+        return Ok(());
+    };
+    need("mbstd_backward x", x, s.x_len())?;
+    need("mbstd_backward dy", dy, s.y_len())?;
+    need("mbstd_backward dstat_scratch", dstat_scratch, s.stat_len())?;
+    need("mbstd_backward dx", dx, s.x_len())?;
+    rec.dispatch(
+        k("mbstd_backward_stat"),
+        &p,
+        &[Some(dy.raw()), Some(dstat_scratch.raw())],
+        groups_1d(s.stat_len(), 1),
+    )?;
+    rec.dispatch(
+        k("mbstd_backward_input"),
+        &p,
+        &[
+            Some(x.raw()),
+            Some(dy.raw()),
+            Some(dstat_scratch.raw()),
+            Some(dx.raw()),
+        ],
+        groups_1d(s.x_len(), WG),
+    )
+}
