@@ -12,15 +12,27 @@ pub struct View {
 
 impl Default for View {
     fn default() -> Self {
-        Self { cx: 0.0, cy: 0.0, half: 1.25 }
+        Self {
+            cx: 0.0,
+            cy: 0.0,
+            half: 1.25,
+        }
     }
 }
 
 impl View {
-    pub fn x0(&self) -> f64 { self.cx - self.half }
-    pub fn x1(&self) -> f64 { self.cx + self.half }
-    pub fn y0(&self) -> f64 { self.cy - self.half }
-    pub fn y1(&self) -> f64 { self.cy + self.half }
+    pub fn x0(&self) -> f64 {
+        self.cx - self.half
+    }
+    pub fn x1(&self) -> f64 {
+        self.cx + self.half
+    }
+    pub fn y0(&self) -> f64 {
+        self.cy - self.half
+    }
+    pub fn y1(&self) -> f64 {
+        self.cy + self.half
+    }
     /// Moves the window by a fraction of its width (screen right = +x, screen down = -y) so the
     /// picture follows the pointer.
     pub fn pan(&mut self, du: f64, dv: f64) {
@@ -29,7 +41,10 @@ impl View {
     }
     /// Zooms by `factor` (> 1 magnifies) keeping the point under unit screen position (u, v) fixed.
     pub fn zoom_about(&mut self, u: f64, v: f64, factor: f64) {
-        let (px, py) = (self.x0() + u * 2.0 * self.half, self.y1() - v * 2.0 * self.half);
+        let (px, py) = (
+            self.x0() + u * 2.0 * self.half,
+            self.y1() - v * 2.0 * self.half,
+        );
         let half = (self.half / factor).clamp(1e-4, 1e3);
         let f = half / self.half;
         self.cx = px + (self.cx - px) * f;
@@ -38,7 +53,10 @@ impl View {
     }
     /// Unit screen position (0..1, top-left origin) of a plane point.
     pub fn to_unit(&self, x: f64, y: f64) -> (f64, f64) {
-        ((x - self.x0()) / (2.0 * self.half), (self.y1() - y) / (2.0 * self.half))
+        (
+            (x - self.x0()) / (2.0 * self.half),
+            (self.y1() - y) / (2.0 * self.half),
+        )
     }
 }
 
@@ -48,7 +66,12 @@ impl DemoInr {
     pub fn new(_ctx: &GpuContext, _seed: u64, _size: usize) -> GpuResult<Self> {
         Ok(Self {})
     }
-    pub fn record(&self, _rec: &mut Recorder, _view: &View, _target: &wgpu::Texture) -> GpuResult<()> {
+    pub fn record(
+        &self,
+        _rec: &mut Recorder,
+        _view: &View,
+        _target: &wgpu::Texture,
+    ) -> GpuResult<()> {
         Err(GpuError::Shape("pending".into()))
     }
 }

@@ -4,7 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "inrgan", version, about = "INR-GAN Explorer: continuous images from a GAN")]
+#[command(
+    name = "inrgan",
+    version,
+    about = "INR-GAN Explorer: continuous images from a GAN"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -44,7 +44,12 @@ fn adapter_name_selects_the_adapter() {
         adapter_name: Some(word.to_uppercase()),
     };
     let c = GpuContext::with_options(&opts).expect("case-insensitive match");
-    assert!(c.summary().name.to_lowercase().contains(&word.to_lowercase()));
+    assert!(
+        c.summary()
+            .name
+            .to_lowercase()
+            .contains(&word.to_lowercase())
+    );
 }
 
 #[test]
@@ -52,9 +57,18 @@ fn device_has_the_adapters_limits() {
     let c = ctx();
     let a = c.adapter.limits();
     let d = c.limits();
-    assert_eq!(a.max_storage_buffers_per_shader_stage, d.max_storage_buffers_per_shader_stage);
-    assert_eq!(a.max_compute_workgroup_storage_size, d.max_compute_workgroup_storage_size);
-    assert!(d.max_storage_buffers_per_shader_stage > 8, "more than wgpu's default 8");
+    assert_eq!(
+        a.max_storage_buffers_per_shader_stage,
+        d.max_storage_buffers_per_shader_stage
+    );
+    assert_eq!(
+        a.max_compute_workgroup_storage_size,
+        d.max_compute_workgroup_storage_size
+    );
+    assert!(
+        d.max_storage_buffers_per_shader_stage > 8,
+        "more than wgpu's default 8"
+    );
 }
 
 #[test]
@@ -68,7 +82,12 @@ fn a_validation_error_comes_back_as_an_error() {
     let mut p = P([0; 8]);
     p.0[0] = 4; // n
     let res = rec
-        .dispatch(Kernel::new(Shader::Reduce, "axpby"), &p, &[Some(b.raw()), Some(b.raw())], [1, 1, 1])
+        .dispatch(
+            Kernel::new(Shader::Reduce, "axpby"),
+            &p,
+            &[Some(b.raw()), Some(b.raw())],
+            [1, 1, 1],
+        )
         .and_then(|_| rec.submit());
     let err = res.expect_err("aliasing a read-only and a read-write binding must fail");
     assert!(matches!(err, GpuError::Validation { .. }), "{err}");
@@ -82,7 +101,12 @@ fn too_many_workgroups_is_a_shape_error() {
     let mut rec = Recorder::new(ctx(), "big");
     let b = zeros(4);
     let err = rec
-        .dispatch(Kernel::new(Shader::Reduce, "axpby"), &[0u32; 8], &[Some(b.raw()), Some(b.raw())], [1 << 20, 1, 1])
+        .dispatch(
+            Kernel::new(Shader::Reduce, "axpby"),
+            &[0u32; 8],
+            &[Some(b.raw()), Some(b.raw())],
+            [1 << 20, 1, 1],
+        )
         .expect_err("over the per-dimension limit");
     assert!(matches!(err, GpuError::Shape(_)), "{err}");
 }

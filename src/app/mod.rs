@@ -63,7 +63,9 @@ pub struct ExplorerApp {
 }
 
 impl ExplorerApp {
-    pub fn new(cc: &eframe::CreationContext<'_>) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let rs = cc
             .wgpu_render_state
             .as_ref()
@@ -190,7 +192,8 @@ impl ExplorerApp {
             ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::click_and_drag());
         if resp.dragged() {
             let d = resp.drag_delta();
-            self.view.pan(d.x as f64 / side as f64, d.y as f64 / side as f64);
+            self.view
+                .pan(d.x as f64 / side as f64, d.y as f64 / side as f64);
             self.dirty = true;
         }
         if resp.double_clicked() {

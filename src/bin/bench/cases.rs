@@ -47,7 +47,12 @@ fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
         b.normal(s.rows * s.d_out),
     );
     {
-        let (xb, wb, bb, yb) = (b.up(&x)?, b.up(&w)?, b.up(&bias)?, b.zeros(s.rows * s.d_out)?);
+        let (xb, wb, bb, yb) = (
+            b.up(&x)?,
+            b.up(&w)?,
+            b.up(&bias)?,
+            b.zeros(s.rows * s.d_out)?,
+        );
         let (x, w, bias) = (x.clone(), w.clone(), bias.clone());
         v.push(case(
             "linear fwd",

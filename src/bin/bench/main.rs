@@ -118,7 +118,11 @@ fn main() -> Result<()> {
     let all = cases::all(&mut b)?;
     let cases: Vec<Case> = all
         .into_iter()
-        .filter(|c| args.filter.as_ref().is_none_or(|f| c.name.contains(f.as_str())))
+        .filter(|c| {
+            args.filter
+                .as_ref()
+                .is_none_or(|f| c.name.contains(f.as_str()))
+        })
         .collect();
     println!(
         "\n{:<28} {:<34} {:>8} {:>10} {:>9} {:>10} {:>9} {:>8}",
