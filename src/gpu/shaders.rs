@@ -25,8 +25,8 @@ macro_rules! shaders {
 
 shaders! {
     Linear => "linear.wgsl",
-    //Fmm => "fmm.wgsl",
-    //Coords => "coords.wgsl",
+    Fmm => "fmm.wgsl",
+    Coords => "coords.wgsl",
     Resample => "resample.wgsl",
     Act => "act.wgsl",
     Conv => "conv.wgsl",

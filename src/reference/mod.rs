@@ -8,8 +8,8 @@
 pub mod act;
 pub mod adam;
 pub mod conv;
-// pub mod coords;
-// pub mod fmm;
+pub mod coords;
+pub mod fmm;
 pub mod image;
 pub mod linear;
 pub mod mbstd;

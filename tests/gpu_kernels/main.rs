@@ -5,13 +5,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod linear;
-mod reduce;
 mod act;
 mod adam;
 mod conv;
-// mod coords;
-// mod fmm;
+mod coords;
+mod fmm;
 mod image;
+mod linear;
 mod mbstd;
+mod reduce;
 mod resample;

@@ -1,37 +1,51 @@
-//! The benchmark cases: realistic shapes of the emoji presets (batch 32 training at 32² with
-//! widths 256/128/64, and a 256² viewport render).
+//! The benchmark cases: realistic shapes of the emoji presets (training at batch 32 with INR
+//! widths 256/128/64 and a discriminator of 32..256 channels; a 256² viewport render).
 
-use inrgan::gpu::GpuResult;
-use inrgan::kernels::{linear as kl, reduce as kr};
-use inrgan::reference::{linear as rl, reduce as rr};
+use inrgan::gpu::{GpuBuffer, GpuResult, Recorder};
+use inrgan::kernels as k;
+use inrgan::reference as r;
 
 use super::{Bench, Case};
 
+const F: f64 = 4.0; // bytes per f32
+
+#[allow(clippy::too_many_arguments)]
 fn case(
+    v: &mut Vec<Case>,
     name: &str,
     shape: String,
     flops: f64,
-    gpu: impl Fn(&mut inrgan::gpu::Recorder) -> GpuResult<()> + 'static,
+    bytes: f64,
+    gpu: impl Fn(&mut Recorder) -> GpuResult<()> + 'static,
     cpu: impl Fn() + 'static,
-) -> Case {
-    Case {
+) {
+    v.push(Case {
         name: name.into(),
         shape,
         flops,
+        bytes,
         gpu: Box::new(gpu),
         cpu: Box::new(cpu),
-    }
+    });
 }
 
 pub fn all(b: &mut Bench) -> GpuResult<Vec<Case>> {
     let mut v = Vec::new();
     linear(b, &mut v)?;
+    fmm(b, &mut v)?;
+    coords(b, &mut v)?;
+    resample(b, &mut v)?;
+    act(b, &mut v)?;
+    conv(b, &mut v)?;
+    mbstd(b, &mut v)?;
     reduce(b, &mut v)?;
+    adam(b, &mut v)?;
+    image(b, &mut v)?;
     Ok(v)
 }
 
 fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
-    let s = rl::LinearShape {
+    let s = r::linear::LinearShape {
         rows: 32,
         d_in: 256,
         d_out: 256,
@@ -40,6 +54,7 @@ fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
     };
     let shape = format!("{}x{} -> {}", s.rows, s.d_in, s.d_out);
     let flops = 2.0 * (s.rows * s.d_in * s.d_out) as f64;
+    let bytes = F * (s.rows * s.d_in + s.d_in * s.d_out + s.rows * s.d_out) as f64;
     let (x, w, bias, dy) = (
         b.normal(s.rows * s.d_in),
         b.normal(s.d_out * s.d_in),
@@ -54,38 +69,41 @@ fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
             b.zeros(s.rows * s.d_out)?,
         );
         let (x, w, bias) = (x.clone(), w.clone(), bias.clone());
-        v.push(case(
+        case(
+            v,
             "linear fwd",
             shape.clone(),
             flops,
-            move |r| kl::linear_forward(r, &s, &xb, &wb, Some(&bb), &yb),
+            bytes,
+            move |rec| k::linear::linear_forward(rec, &s, &xb, &wb, Some(&bb), &yb),
             move || {
-                std::hint::black_box(rl::linear_forward(&s, &x, &w, Some(&bias)));
+                std::hint::black_box(r::linear::linear_forward(&s, &x, &w, Some(&bias)));
             },
-        ));
+        );
     }
     {
         let (dyb, wb, xb) = (b.up(&dy)?, b.up(&w)?, b.up(&x)?);
         let (dxb, dwb, dbb) = (b.zeros(x.len())?, b.zeros(w.len())?, b.zeros(s.d_out)?);
-        let (x, w, dy) = (x.clone(), w.clone(), dy.clone());
-        v.push(case(
+        case(
+            v,
             "linear bwd (dX + dW + db)",
             shape,
             2.0 * flops,
-            move |r| {
-                kl::linear_backward_input(r, &s, &dyb, &wb, &dxb, false)?;
-                kl::linear_backward_weight(r, &s, &dyb, &xb, &dwb, false)?;
-                kl::linear_backward_bias(r, &s, &dyb, &dbb, false)
+            2.0 * bytes,
+            move |rec| {
+                k::linear::linear_backward_input(rec, &s, &dyb, &wb, &dxb, false)?;
+                k::linear::linear_backward_weight(rec, &s, &dyb, &xb, &dwb, false)?;
+                k::linear::linear_backward_bias(rec, &s, &dyb, &dbb, false)
             },
             move || {
-                std::hint::black_box(rl::linear_backward(&s, &x, &w, &dy));
+                std::hint::black_box(r::linear::linear_backward(&s, &x, &w, &dy));
             },
-        ));
+        );
     }
     for (label, s) in [
         (
             "modlinear fwd (train)",
-            rl::ModLinearShape {
+            r::linear::ModLinearShape {
                 batch: 32,
                 c_in: 128,
                 c_out: 128,
@@ -94,7 +112,7 @@ fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
         ),
         (
             "modlinear fwd (render)",
-            rl::ModLinearShape {
+            r::linear::ModLinearShape {
                 batch: 1,
                 c_in: 64,
                 c_out: 64,
@@ -104,6 +122,7 @@ fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
     ] {
         let shape = format!("B{} {}->{} @ {} px", s.batch, s.c_in, s.c_out, s.pixels);
         let flops = 2.0 * (s.batch * s.pixels * s.c_in * s.c_out) as f64;
+        let bytes = F * (s.batch * (s.pixels * (s.c_in + s.c_out) + s.c_in * s.c_out)) as f64;
         let x = b.normal(s.batch * s.c_in * s.pixels);
         let w = b.normal(s.batch * s.c_out * s.c_in);
         let bias = b.normal(s.c_out);
@@ -115,35 +134,220 @@ fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
         );
         {
             let (x, w, bias) = (x.clone(), w.clone(), bias.clone());
-            v.push(case(
+            case(
+                v,
                 label,
                 shape.clone(),
                 flops,
-                move |r| kl::modlinear_forward(r, &s, &xb, &wb, Some(&bb), &yb, false),
+                bytes,
+                move |rec| k::linear::modlinear_forward(rec, &s, &xb, &wb, Some(&bb), &yb, false),
                 move || {
-                    std::hint::black_box(rl::modlinear_forward(&s, &x, &w, Some(&bias)));
+                    std::hint::black_box(r::linear::modlinear_forward(&s, &x, &w, Some(&bias)));
                 },
-            ));
+            );
         }
         if s.batch > 1 {
             let dy = b.normal(s.batch * s.c_out * s.pixels);
             let (dyb, wb, xb) = (b.up(&dy)?, b.up(&w)?, b.up(&x)?);
             let (dxb, dwb, dbb) = (b.zeros(x.len())?, b.zeros(w.len())?, b.zeros(s.c_out)?);
-            v.push(case(
+            case(
+                v,
                 "modlinear bwd (train)",
                 shape,
                 2.0 * flops,
-                move |r| {
-                    kl::modlinear_backward_input(r, &s, &dyb, &wb, &dxb, false, false)?;
-                    kl::modlinear_backward_weight(r, &s, &dyb, &xb, &dwb, false)?;
-                    kl::modlinear_backward_bias(r, &s, &dyb, &dbb, false)
+                2.0 * bytes,
+                move |rec| {
+                    k::linear::modlinear_backward_input(rec, &s, &dyb, &wb, &dxb, false, false)?;
+                    k::linear::modlinear_backward_weight(rec, &s, &dyb, &xb, &dwb, false)?;
+                    k::linear::modlinear_backward_bias(rec, &s, &dyb, &dbb, false)
                 },
                 move || {
-                    std::hint::black_box(rl::modlinear_backward(&s, &x, &w, &dy));
+                    std::hint::black_box(r::linear::modlinear_backward(&s, &x, &w, &dy));
                 },
-            ));
+            );
         }
     }
+    Ok(())
+}
+
+fn fmm(_b: &mut Bench, _v: &mut Vec<Case>) -> GpuResult<()> {
+    Ok(())
+}
+
+fn coords(_b: &mut Bench, _v: &mut Vec<Case>) -> GpuResult<()> {
+    Ok(())
+}
+
+fn resample(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    let (planes, h, w) = (32 * 128, 16, 16);
+    let n_out = planes * 4 * h * w;
+    let x = b.normal(planes * h * w);
+    let dy = b.normal(n_out);
+    let shape = format!("{planes} planes {h}x{w} -> {}x{}", 2 * h, 2 * w);
+    let bytes = F * (planes * h * w + n_out) as f64;
+    {
+        let (xb, yb) = (b.up(&x)?, b.zeros(n_out)?);
+        let x = x.clone();
+        case(
+            v,
+            "upsample2x fwd",
+            shape.clone(),
+            0.0,
+            bytes,
+            move |rec| k::resample::upsample2x_forward(rec, &xb, &yb, planes, h, w),
+            move || {
+                std::hint::black_box(r::resample::upsample2x_forward(&x, planes, h, w));
+            },
+        );
+    }
+    let (dyb, dxb) = (b.up(&dy)?, b.zeros(x.len())?);
+    case(
+        v,
+        "upsample2x bwd",
+        shape,
+        (n_out) as f64,
+        bytes,
+        move |rec| k::resample::upsample2x_backward(rec, &dyb, &dxb, planes, h, w, false),
+        move || {
+            std::hint::black_box(r::resample::upsample2x_backward(&dy, planes, h, w));
+        },
+    );
+    Ok(())
+}
+
+fn act(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    let s = r::act::ActShape::lrelu(32, 128, 32 * 32);
+    let n = s.len();
+    let shape = format!("[{}, {}, {}]", s.outer, s.channels, s.inner);
+    let (x, bias, dy) = (b.normal(n), b.normal(s.channels), b.normal(n));
+    let (xb, bb, yb) = (b.up(&x)?, b.up(&bias)?, b.zeros(n)?);
+    {
+        let (x, bias) = (x.clone(), bias.clone());
+        case(
+            v,
+            "bias + lrelu fwd",
+            shape.clone(),
+            3.0 * n as f64,
+            F * 2.0 * n as f64,
+            move |rec| k::act::act_forward(rec, &s, &xb, Some(&bb), &yb),
+            move || {
+                std::hint::black_box(r::act::act_forward(&s, &x, Some(&bias)));
+            },
+        );
+    }
+    let y = r::act::act_forward(&s, &x, Some(&bias));
+    let (yb, dyb, dxb, dbb) = (b.up(&y)?, b.up(&dy)?, b.zeros(n)?, b.zeros(s.channels)?);
+    case(
+        v,
+        "bias + lrelu bwd (dX + db)",
+        shape,
+        3.0 * n as f64,
+        F * 3.0 * n as f64,
+        move |rec| {
+            k::act::act_backward(rec, &s, &yb, &dyb, &dxb, false)?;
+            k::act::act_backward_bias(rec, &s, &dxb, &dbb, false)
+        },
+        move || {
+            std::hint::black_box(r::act::act_backward(&s, &y, &dy));
+        },
+    );
+    Ok(())
+}
+
+fn conv(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    for (stride, c_in, c_out, hw) in [(1, 64, 64, 16), (2, 64, 128, 16)] {
+        let s = r::conv::ConvShape {
+            batch: 32,
+            c_in,
+            c_out,
+            height: hw,
+            width: hw,
+            k: 3,
+            stride,
+            w_gain: 1.0 / ((c_in * 9) as f32).sqrt(),
+            b_gain: 1.0,
+        };
+        let shape = format!("N{} {}->{} {hw}x{hw} s{stride}", s.batch, c_in, c_out);
+        let flops = 2.0 * (s.y_len() * c_in * 9) as f64;
+        let bytes = F * (s.x_len() + s.w_len() + s.y_len()) as f64;
+        let (x, w, bias, dy) = (
+            b.normal(s.x_len()),
+            b.normal(s.w_len()),
+            b.normal(c_out),
+            b.normal(s.y_len()),
+        );
+        {
+            let (xb, wb, bb, yb) = (b.up(&x)?, b.up(&w)?, b.up(&bias)?, b.zeros(s.y_len())?);
+            let (x, w, bias) = (x.clone(), w.clone(), bias.clone());
+            case(
+                v,
+                "conv3x3 fwd",
+                shape.clone(),
+                flops,
+                bytes,
+                move |rec| k::conv::conv2d_forward(rec, &s, &xb, &wb, Some(&bb), &yb),
+                move || {
+                    std::hint::black_box(r::conv::conv2d_forward(&s, &x, &w, Some(&bias)));
+                },
+            );
+        }
+        let (xb, wb, dyb) = (b.up(&x)?, b.up(&w)?, b.up(&dy)?);
+        let (dxb, dwb, dbb) = (b.zeros(s.x_len())?, b.zeros(s.w_len())?, b.zeros(c_out)?);
+        case(
+            v,
+            "conv3x3 bwd (dX + dW + db)",
+            shape,
+            2.0 * flops,
+            2.0 * bytes,
+            move |rec| {
+                k::conv::conv2d_backward_input(rec, &s, &dyb, &wb, &dxb, false)?;
+                k::conv::conv2d_backward_weight(rec, &s, &dyb, &xb, &dwb, false)?;
+                k::conv::conv2d_backward_bias(rec, &s, &dyb, &dbb, false)
+            },
+            move || {
+                std::hint::black_box(r::conv::conv2d_backward(&s, &x, &w, &dy));
+            },
+        );
+    }
+    let (planes, h, w) = (32 * 64, 32, 32);
+    let x = b.normal(planes * h * w);
+    let (xb, yb) = (b.up(&x)?, b.zeros(planes * h * w / 4)?);
+    case(
+        v,
+        "blur_down2x fwd",
+        format!("{planes} planes {h}x{w}"),
+        2.0 * 16.0 * (planes * h * w / 4) as f64,
+        F * 1.25 * (planes * h * w) as f64,
+        move |rec| k::conv::blur_down2x_forward(rec, &xb, &yb, planes, h, w),
+        move || {
+            std::hint::black_box(r::conv::blur_down2x_forward(&x, planes, h, w));
+        },
+    );
+    Ok(())
+}
+
+fn mbstd(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    let s = r::mbstd::MbstdShape {
+        batch: 32,
+        channels: 256,
+        height: 4,
+        width: 4,
+        group: 4,
+        num_channels: 1,
+    };
+    let x = b.normal(s.x_len());
+    let (xb, sb, yb) = (b.up(&x)?, b.zeros(s.stat_len())?, b.zeros(s.y_len())?);
+    case(
+        v,
+        "mbstd fwd",
+        format!("N{} C{} 4x4 G4", s.batch, s.channels),
+        4.0 * s.x_len() as f64,
+        F * (s.x_len() + s.y_len()) as f64,
+        move |rec| k::mbstd::mbstd_forward(rec, &s, &xb, &sb, &yb),
+        move || {
+            std::hint::black_box(r::mbstd::mbstd_forward(&s, &x));
+        },
+    );
     Ok(())
 }
 
@@ -151,26 +355,88 @@ fn reduce(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
     let (a, m, i) = (32, 128, 1024);
     let x = b.normal(a * m * i);
     let (xb, yb) = (b.up(&x)?, b.zeros(m)?);
-    v.push(case(
+    case(
+        v,
         "sum_axes (bias grad)",
         format!("[{a}, {m}, {i}] -> [{m}]"),
         (a * m * i) as f64,
-        move |r| kr::sum_axes(r, &xb, &yb, a, m, i, 1.0, false),
+        F * (a * m * i) as f64,
+        move |rec| k::reduce::sum_axes(rec, &xb, &yb, a, m, i, 1.0, false),
         move || {
-            std::hint::black_box(rr::sum_axes(&x, a, m, i, 1.0));
+            std::hint::black_box(r::reduce::sum_axes(&x, a, m, i, 1.0));
         },
-    ));
+    );
     let (rows, cols) = (32 * 256, 256);
     let x = b.normal(rows * cols);
     let (xb, yb) = (b.up(&x)?, b.zeros(rows)?);
-    v.push(case(
-        "row_norm (FMM demod)",
+    case(
+        v,
+        "row_norm",
         format!("[{rows}, {cols}]"),
         2.0 * (rows * cols) as f64,
-        move |r| kr::row_norm(r, &xb, &yb, rows, cols),
+        F * (rows * cols) as f64,
+        move |rec| k::reduce::row_norm(rec, &xb, &yb, rows, cols),
         move || {
-            std::hint::black_box(rr::row_norm(&x, rows, cols));
+            std::hint::black_box(r::reduce::row_norm(&x, rows, cols));
         },
-    ));
+    );
+    Ok(())
+}
+
+fn adam(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    // About the generator of the emoji32 preset.
+    let n = 5_000_000;
+    let cfg = r::adam::AdamConfig::stylegan2(0.002);
+    let (p, g) = (b.normal(n), b.normal(n));
+    let (pb, gb, mb, vb) = (b.up(&p)?, b.up(&g)?, b.zeros(n)?, b.zeros(n)?);
+    {
+        let (p, g) = (p.clone(), g.clone());
+        case(
+            v,
+            "adam step",
+            format!("{n} params"),
+            12.0 * n as f64,
+            F * 7.0 * n as f64,
+            move |rec| k::adam::adam_step(rec, &cfg, 1, &pb, &gb, &mb, &vb, n),
+            move || {
+                let (mut p, mut m, mut vv) = (p.clone(), vec![0.0f32; n], vec![0.0f32; n]);
+                r::adam::adam_step(&cfg, 1, &mut p, &g, &mut m, &mut vv);
+                std::hint::black_box(p);
+            },
+        );
+    }
+    let (pb, eb) = (b.up(&p)?, b.up(&g)?);
+    case(
+        v,
+        "weight EMA",
+        format!("{n} params"),
+        3.0 * n as f64,
+        F * 3.0 * n as f64,
+        move |rec| k::adam::ema_update(rec, &pb, &eb, 0.999, n),
+        move || {
+            let mut e = g.clone();
+            r::adam::ema_update(&p, &mut e, 0.999);
+            std::hint::black_box(e);
+        },
+    );
+    Ok(())
+}
+
+fn image(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    let pixels = 256 * 256;
+    let x = b.normal(3 * pixels);
+    let xb = b.up(&x)?;
+    let out = GpuBuffer::<u32>::zeros(b.ctx, pixels, "bench rgba")?;
+    case(
+        v,
+        "to_rgba8",
+        "256x256".into(),
+        6.0 * pixels as f64,
+        F * 4.0 * pixels as f64,
+        move |rec| k::image::to_rgba8(rec, &xb, &out, 1, pixels),
+        move || {
+            std::hint::black_box(r::image::to_rgba8(&x, 1, pixels));
+        },
+    );
     Ok(())
 }

@@ -23,6 +23,8 @@ pub struct Case {
     pub shape: String,
     /// Floating-point operations of one run (a multiply-add counts 2).
     pub flops: f64,
+    /// Bytes one run must read and write at the least (each operand once).
+    pub bytes: f64,
     pub gpu: GpuWork,
     pub cpu: Box<dyn Fn()>,
 }
@@ -125,8 +127,8 @@ fn main() -> Result<()> {
         })
         .collect();
     println!(
-        "\n{:<28} {:<34} {:>8} {:>10} {:>9} {:>10} {:>9} {:>8}",
-        "kernel", "shape", "MFLOP", "GPU ms", "GFLOP/s", "CPU ref ms", "GFLOP/s", "GPU/CPU"
+        "\n{:<28} {:<34} {:>8} {:>10} {:>9} {:>8} {:>10} {:>9} {:>8}",
+        "kernel", "shape", "MFLOP", "GPU ms", "GFLOP/s", "GB/s", "CPU ref ms", "GFLOP/s", "CPU/GPU"
     );
     let mut rows = Vec::new();
     for c in &cases {
@@ -166,12 +168,13 @@ fn main() -> Result<()> {
             None => ("-".into(), "-".into(), "-".into()),
         };
         println!(
-            "{:<28} {:<34} {:>8.2} {:>10.3} {:>9.2} {:>10} {:>9} {:>8}",
+            "{:<28} {:<34} {:>8.2} {:>10.3} {:>9.2} {:>8.2} {:>10} {:>9} {:>8}",
             c.name,
             c.shape,
             c.flops / 1e6,
             gms,
             gflops(c.flops, best_gpu),
+            gflops(c.bytes, best_gpu),
             cms,
             cg,
             ratio
@@ -182,6 +185,8 @@ fn main() -> Result<()> {
             "flops": c.flops,
             "gpu_ms": gms,
             "gpu_gflops": gflops(c.flops, best_gpu),
+            "bytes": c.bytes,
+            "gpu_gbps": gflops(c.bytes, best_gpu),
             "cpu_ref_ms": best_cpu.map(|d| d.as_secs_f64() * 1e3),
             "cpu_ref_gflops": best_cpu.map(|d| gflops(c.flops, d)),
         }));
