@@ -170,11 +170,92 @@ fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
     Ok(())
 }
 
-fn fmm(_b: &mut Bench, _v: &mut Vec<Case>) -> GpuResult<()> {
+fn fmm(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    let s = r::fmm::FmmShape {
+        batch: 32,
+        c_out: 256,
+        c_in: 256,
+        rank: 8,
+        demod: true,
+    };
+    let shape = format!("B{} {}x{} rank {}", s.batch, s.c_out, s.c_in, s.rank);
+    let n = s.weight_len();
+    // A·B (2r per value), modulate and square (4), scale (1).
+    let flops = (2 * s.rank + 5) as f64 * n as f64;
+    let bytes = F * (2 * n + s.c_out * s.c_in + s.batch * s.style_dim()) as f64;
+    let ws = b.normal(s.c_out * s.c_in);
+    let styles = b.normal(s.batch * s.style_dim());
+    let dw = b.normal(n);
+    let (wsb, stb, wb, nb) = (
+        b.up(&ws)?,
+        b.up(&styles)?,
+        b.zeros(n)?,
+        b.zeros(s.batch * s.c_out)?,
+    );
+    {
+        let (ws, styles) = (ws.clone(), styles.clone());
+        case(
+            v,
+            "fmm fwd (modulate + demod)",
+            shape.clone(),
+            flops,
+            bytes,
+            move |rec| k::fmm::fmm_forward(rec, &s, &wsb, &stb, &wb, &nb),
+            move || {
+                std::hint::black_box(r::fmm::fmm_forward(&s, &ws, &styles));
+            },
+        );
+    }
+    let (wsb, stb, dwb) = (b.up(&ws)?, b.up(&styles)?, b.up(&dw)?);
+    let (_, norms) = r::fmm::fmm_forward(&s, &ws, &styles);
+    let nb = b.up(&norms)?;
+    let (scr, dwsb, dstb) = (
+        b.zeros(n)?,
+        b.zeros(s.c_out * s.c_in)?,
+        b.zeros(s.batch * s.style_dim())?,
+    );
+    case(
+        v,
+        "fmm bwd (dWs + dA + dB)",
+        shape,
+        (6 * s.rank + 12) as f64 * n as f64,
+        3.0 * bytes,
+        move |rec| k::fmm::fmm_backward(rec, &s, &wsb, &stb, &nb, &dwb, &scr, &dwsb, &dstb, false),
+        move || {
+            std::hint::black_box(r::fmm::fmm_backward(&s, &ws, &styles, &dw));
+        },
+    );
     Ok(())
 }
 
-fn coords(_b: &mut Bench, _v: &mut Vec<Case>) -> GpuResult<()> {
+fn coords(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    let basis = r::coords::log_basis(32, true);
+    let s = r::coords::CoordsShape {
+        width: 256,
+        height: 256,
+        n_freq: basis.len(),
+        with_cos: true,
+    };
+    let freqs: Vec<f32> = basis.iter().flatten().copied().collect();
+    let (xs, ys) = r::coords::window_grid(-1.0, 1.0, -1.0, 1.0, s.width, s.height);
+    let (xb, yb, fb, eb) = (
+        b.up(&xs)?,
+        b.up(&ys)?,
+        b.up(&freqs)?,
+        b.zeros(s.channels() * s.pixels())?,
+    );
+    case(
+        v,
+        "coords fwd (sin + cos)",
+        format!("256x256, {} freqs", s.n_freq),
+        // A phase (3) and sin + cos (counted as 2).
+        5.0 * (s.n_freq * s.pixels()) as f64,
+        F * (s.channels() * s.pixels()) as f64,
+        move |rec| k::coords::coords_forward(rec, &s, &xb, &yb, &fb, &eb),
+        move || {
+            std::hint::black_box(r::coords::coords_forward(&s, &xs, &ys, &freqs));
+        },
+    );
     Ok(())
 }
 
