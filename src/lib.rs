@@ -14,3 +14,5 @@ pub mod gpu;
 pub mod kernels;
 pub mod reference;
 pub mod rng;
+pub mod backend;
+pub mod model;

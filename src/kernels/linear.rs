@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{need, reduce, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Shader};
-pub use crate::reference::linear::{LinearShape, ModLinearShape};
+pub use crate::reference::linear::{BiasMode, Gemm, LinearShape, ModLinearShape, Strides};
 
 const GEMM: Kernel = Kernel::new(Shader::Linear, "gemm");
 /// Rows and columns of C per workgroup (`TM` and `WG * TN` in the shader).
@@ -36,49 +36,6 @@ struct Params {
     _pad1: [f32; 2],
 }
 
-/// Strides of one operand: element (i, j) of batch b is at `b * sb + i * si + j * sj`.
-#[derive(Clone, Copy, Debug)]
-pub struct Strides {
-    pub sb: usize,
-    pub si: usize,
-    pub sj: usize,
-}
-
-const fn st(sb: usize, si: usize, sj: usize) -> Strides {
-    Strides { sb, si, sj }
-}
-
-/// Where a bias is added.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BiasMode {
-    None,
-    PerRow,
-    PerCol,
-}
-
-/// A general strided batched product `C = alpha * A B (+ bias_gain * bias) (+ C)`.
-#[derive(Clone, Copy, Debug)]
-pub struct Gemm {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub batch: usize,
-    pub a: Strides,
-    pub b: Strides,
-    pub c: Strides,
-    pub alpha: f32,
-    pub bias: BiasMode,
-    pub bias_gain: f32,
-    pub accumulate: bool,
-}
-
-fn extent(s: Strides, batch: usize, rows: usize, cols: usize) -> usize {
-    if batch == 0 || rows == 0 || cols == 0 {
-        return 0;
-    }
-    (batch - 1) * s.sb + (rows - 1) * s.si + (cols - 1) * s.sj + 1
-}
-
 /// Records `g` with operands `a`, `b`, optional `bias`, output `c`.
 pub fn gemm(
     rec: &mut Recorder,
@@ -91,9 +48,10 @@ pub fn gemm(
     if g.m == 0 || g.n == 0 || g.batch == 0 {
         return Ok(());
     }
-    need("gemm A", a, extent(g.a, g.batch, g.m, g.k))?;
-    need("gemm B", b, extent(g.b, g.batch, g.k, g.n))?;
-    need("gemm C", c, extent(g.c, g.batch, g.m, g.n))?;
+    let (ea, eb, ec) = g.extents();
+    need("gemm A", a, ea)?;
+    need("gemm B", b, eb)?;
+    need("gemm C", c, ec)?;
     match (g.bias, bias) {
         (BiasMode::None, _) => {}
         (BiasMode::PerRow, Some(bb)) => need("gemm bias", bb, g.m)?,
@@ -156,23 +114,7 @@ pub fn linear_forward(
     b: Option<&GpuBuffer<f32>>,
     y: &GpuBuffer<f32>,
 ) -> GpuResult<()> {
-    let g = Gemm {
-        m: s.d_out,
-        n: s.rows,
-        k: s.d_in,
-        batch: 1,
-        a: st(0, s.d_in, 1),
-        b: st(0, 1, s.d_in),
-        c: st(0, 1, s.d_out),
-        alpha: s.w_gain,
-        bias: if b.is_some() {
-            BiasMode::PerRow
-        } else {
-            BiasMode::None
-        },
-        bias_gain: s.b_gain,
-        accumulate: false,
-    };
+    let g = Gemm::linear_forward(s, b.is_some());
     gemm(rec, &g, w, x, b, y)
 }
 
@@ -185,19 +127,7 @@ pub fn linear_backward_input(
     dx: &GpuBuffer<f32>,
     accumulate: bool,
 ) -> GpuResult<()> {
-    let g = Gemm {
-        m: s.d_in,
-        n: s.rows,
-        k: s.d_out,
-        batch: 1,
-        a: st(0, 1, s.d_in),
-        b: st(0, 1, s.d_out),
-        c: st(0, 1, s.d_in),
-        alpha: s.w_gain,
-        bias: BiasMode::None,
-        bias_gain: 0.0,
-        accumulate,
-    };
+    let g = Gemm::linear_backward_input(s, accumulate);
     gemm(rec, &g, w, dy, None, dx)
 }
 
@@ -210,19 +140,7 @@ pub fn linear_backward_weight(
     dw: &GpuBuffer<f32>,
     accumulate: bool,
 ) -> GpuResult<()> {
-    let g = Gemm {
-        m: s.d_out,
-        n: s.d_in,
-        k: s.rows,
-        batch: 1,
-        a: st(0, 1, s.d_out),
-        b: st(0, s.d_in, 1),
-        c: st(0, s.d_in, 1),
-        alpha: s.w_gain,
-        bias: BiasMode::None,
-        bias_gain: 0.0,
-        accumulate,
-    };
+    let g = Gemm::linear_backward_weight(s, accumulate);
     gemm(rec, &g, dy, x, None, dw)
 }
 
@@ -248,24 +166,7 @@ pub fn modlinear_forward(
     y: &GpuBuffer<f32>,
     shared_weight: bool,
 ) -> GpuResult<()> {
-    let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
-    let g = Gemm {
-        m: co,
-        n: np,
-        k: ci,
-        batch: s.batch,
-        a: st(if shared_weight { 0 } else { co * ci }, ci, 1),
-        b: st(ci * np, np, 1),
-        c: st(co * np, np, 1),
-        alpha: 1.0,
-        bias: if bias.is_some() {
-            BiasMode::PerRow
-        } else {
-            BiasMode::None
-        },
-        bias_gain: 1.0,
-        accumulate: false,
-    };
+    let g = Gemm::modlinear_forward(s, bias.is_some(), shared_weight);
     gemm(rec, &g, w, x, bias, y)
 }
 
@@ -279,20 +180,7 @@ pub fn modlinear_backward_input(
     shared_weight: bool,
     accumulate: bool,
 ) -> GpuResult<()> {
-    let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
-    let g = Gemm {
-        m: ci,
-        n: np,
-        k: co,
-        batch: s.batch,
-        a: st(if shared_weight { 0 } else { co * ci }, 1, ci),
-        b: st(co * np, np, 1),
-        c: st(ci * np, np, 1),
-        alpha: 1.0,
-        bias: BiasMode::None,
-        bias_gain: 0.0,
-        accumulate,
-    };
+    let g = Gemm::modlinear_backward_input(s, shared_weight, accumulate);
     gemm(rec, &g, w, dy, None, dx)
 }
 
@@ -305,20 +193,7 @@ pub fn modlinear_backward_weight(
     dw: &GpuBuffer<f32>,
     accumulate: bool,
 ) -> GpuResult<()> {
-    let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
-    let g = Gemm {
-        m: co,
-        n: ci,
-        k: np,
-        batch: s.batch,
-        a: st(co * np, np, 1),
-        b: st(ci * np, 1, np),
-        c: st(co * ci, ci, 1),
-        alpha: 1.0,
-        bias: BiasMode::None,
-        bias_gain: 0.0,
-        accumulate,
-    };
+    let g = Gemm::modlinear_backward_weight(s, accumulate);
     gemm(rec, &g, dy, x, None, dw)
 }
 

@@ -119,3 +119,194 @@ pub fn modlinear_backward<F: Float>(
     }
     (dx, dw, db)
 }
+
+/// Strides of one operand: element (i, j) of batch b is at `b * sb + i * si + j * sj`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strides {
+    pub sb: usize,
+    pub si: usize,
+    pub sj: usize,
+}
+
+const fn st(sb: usize, si: usize, sj: usize) -> Strides {
+    Strides { sb, si, sj }
+}
+
+/// Where a product adds its bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasMode {
+    None,
+    PerRow,
+    PerCol,
+}
+
+/// A strided batched product `C[b] = alpha * A[b] B[b] (+ bias_gain * bias) (+ C[b])`, the one
+/// operation behind every linear layer of the model (`shaders/linear.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch: usize,
+    pub a: Strides,
+    pub b: Strides,
+    pub c: Strides,
+    pub alpha: f32,
+    pub bias: BiasMode,
+    pub bias_gain: f32,
+    pub accumulate: bool,
+}
+
+fn extent(s: Strides, batch: usize, rows: usize, cols: usize) -> usize {
+    if batch == 0 || rows == 0 || cols == 0 {
+        return 0;
+    }
+    (batch - 1) * s.sb + (rows - 1) * s.si + (cols - 1) * s.sj + 1
+}
+
+impl Gemm {
+    /// Values each of A, B and C must hold.
+    pub fn extents(&self) -> (usize, usize, usize) {
+        (
+            extent(self.a, self.batch, self.m, self.k),
+            extent(self.b, self.batch, self.k, self.n),
+            extent(self.c, self.batch, self.m, self.n),
+        )
+    }
+
+    /// `Y = w_gain X W^T + b_gain b` as `Y^T = W X^T` (A = W, B = X, C = Y), so that weight
+    /// rows are uniform across a GPU workgroup.
+    pub fn linear_forward(s: &LinearShape, bias: bool) -> Self {
+        Self {
+            m: s.d_out,
+            n: s.rows,
+            k: s.d_in,
+            batch: 1,
+            a: st(0, s.d_in, 1),
+            b: st(0, 1, s.d_in),
+            c: st(0, 1, s.d_out),
+            alpha: s.w_gain,
+            bias: if bias { BiasMode::PerRow } else { BiasMode::None },
+            bias_gain: s.b_gain,
+            accumulate: false,
+        }
+    }
+
+    /// `dX = w_gain dY W` (A = W, B = dY, C = dX).
+    pub fn linear_backward_input(s: &LinearShape, accumulate: bool) -> Self {
+        Self {
+            m: s.d_in,
+            n: s.rows,
+            k: s.d_out,
+            batch: 1,
+            a: st(0, 1, s.d_in),
+            b: st(0, 1, s.d_out),
+            c: st(0, 1, s.d_in),
+            alpha: s.w_gain,
+            bias: BiasMode::None,
+            bias_gain: 0.0,
+            accumulate,
+        }
+    }
+
+    /// `dW = w_gain dY^T X` (A = dY, B = X, C = dW).
+    pub fn linear_backward_weight(s: &LinearShape, accumulate: bool) -> Self {
+        Self {
+            m: s.d_out,
+            n: s.d_in,
+            k: s.rows,
+            batch: 1,
+            a: st(0, 1, s.d_out),
+            b: st(0, s.d_in, 1),
+            c: st(0, s.d_in, 1),
+            alpha: s.w_gain,
+            bias: BiasMode::None,
+            bias_gain: 0.0,
+            accumulate,
+        }
+    }
+
+    /// `Y[b] = W[b] X[b] + bias` on planar data (A = W, B = X, C = Y); `shared_weight` uses
+    /// one `[c_out, c_in]` weight for every image.
+    pub fn modlinear_forward(s: &ModLinearShape, bias: bool, shared_weight: bool) -> Self {
+        let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
+        Self {
+            m: co,
+            n: np,
+            k: ci,
+            batch: s.batch,
+            a: st(if shared_weight { 0 } else { co * ci }, ci, 1),
+            b: st(ci * np, np, 1),
+            c: st(co * np, np, 1),
+            alpha: 1.0,
+            bias: if bias { BiasMode::PerRow } else { BiasMode::None },
+            bias_gain: 1.0,
+            accumulate: false,
+        }
+    }
+
+    /// `dX[b] = W[b]^T dY[b]` (A = W, B = dY, C = dX).
+    pub fn modlinear_backward_input(s: &ModLinearShape, shared_weight: bool, accumulate: bool) -> Self {
+        let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
+        Self {
+            m: ci,
+            n: np,
+            k: co,
+            batch: s.batch,
+            a: st(if shared_weight { 0 } else { co * ci }, 1, ci),
+            b: st(co * np, np, 1),
+            c: st(ci * np, np, 1),
+            alpha: 1.0,
+            bias: BiasMode::None,
+            bias_gain: 0.0,
+            accumulate,
+        }
+    }
+
+    /// `dW[b] = dY[b] X[b]^T`, one weight gradient per image (A = dY, B = X, C = dW).
+    pub fn modlinear_backward_weight(s: &ModLinearShape, accumulate: bool) -> Self {
+        let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
+        Self {
+            m: co,
+            n: ci,
+            k: np,
+            batch: s.batch,
+            a: st(co * np, np, 1),
+            b: st(ci * np, 1, np),
+            c: st(co * ci, ci, 1),
+            alpha: 1.0,
+            bias: BiasMode::None,
+            bias_gain: 0.0,
+            accumulate,
+        }
+    }
+}
+
+/// The reference of [`Gemm`]: `c` is updated in place.
+pub fn gemm<F: Float>(g: &Gemm, a: &[F], b: &[F], bias: Option<&[F]>, c: &mut [F]) {
+    let alpha = super::c::<F>(g.alpha as f64);
+    let bg = super::c::<F>(g.bias_gain as f64);
+    for bt in 0..g.batch {
+        for m in 0..g.m {
+            for n in 0..g.n {
+                let mut acc = F::zero();
+                for k in 0..g.k {
+                    acc = acc
+                        + a[bt * g.a.sb + m * g.a.si + k * g.a.sj]
+                            * b[bt * g.b.sb + k * g.b.si + n * g.b.sj];
+                }
+                let mut v = alpha * acc;
+                match (g.bias, bias) {
+                    (BiasMode::PerRow, Some(bb)) => v = v + bg * bb[m],
+                    (BiasMode::PerCol, Some(bb)) => v = v + bg * bb[n],
+                    _ => {}
+                }
+                let ci = bt * g.c.sb + m * g.c.si + n * g.c.sj;
+                if g.accumulate {
+                    v = v + c[ci];
+                }
+                c[ci] = v;
+            }
+        }
+    }
+}

@@ -305,3 +305,30 @@ fn gemm_rejects_short_buffers() {
     let err = k::gemm(&mut rec, &gm, &zeros(16), &zeros(15), None, &zeros(16)).unwrap_err();
     assert!(err.to_string().contains("gemm B"), "{err}");
 }
+
+#[test]
+fn gemm_matches_its_reference_with_general_strides() {
+    let mut g = rng(6);
+    // A transposed, B with a batch stride and padding between rows, accumulate into C, bias per col.
+    let (m, n, kk, batch) = (5, 67, 3, 2);
+    let gm = Gemm {
+        m,
+        n,
+        k: kk,
+        batch,
+        a: Strides { sb: m * kk + 1, si: 1, sj: m },
+        b: Strides { sb: kk * (n + 2), si: n + 2, sj: 1 },
+        c: Strides { sb: m * n, si: n, sj: 1 },
+        alpha: 0.7,
+        bias: BiasMode::PerCol,
+        bias_gain: 0.5,
+        accumulate: true,
+    };
+    let (ea, eb, ec) = gm.extents();
+    let (a, b, bias, c0) = (g.normal_vec(ea), g.normal_vec(eb), g.normal_vec(n), g.normal_vec(ec));
+    let cb = up(&c0);
+    run("gemm", |rec| k::gemm(rec, &gm, &up(&a), &up(&b), Some(&up(&bias)), &cb).unwrap());
+    let mut want = to64(&c0);
+    r::gemm(&gm, &to64(&a), &to64(&b), Some(&to64(&bias)), &mut want);
+    assert_close("strided gemm", &read(&cb), &want, ATOL, RTOL);
+}

@@ -1,0 +1,386 @@
+//! The GPU backend: each operation records the kernel of the same name on a [`Recorder`];
+//! recorded work is submitted by [`Backend::flush`], by a readback, or every
+//! [`MAX_PENDING`] operations so that one submission stays short (another user of the device,
+//! such as the viewport, still gets its turn).
+
+use super::{BResult, Backend};
+use crate::gpu::{GpuBuffer, GpuContext, GpuError, Recorder};
+use crate::kernels as k;
+use crate::reference::act::ActShape;
+use crate::reference::adam::AdamConfig;
+use crate::reference::conv::ConvShape;
+use crate::reference::coords::CoordsShape;
+use crate::reference::fmm::FmmShape;
+use crate::reference::linear::Gemm;
+use crate::reference::mbstd::MbstdShape;
+use crate::reference::resample::{ConcatShape, SliceShape};
+
+/// Operations recorded before an automatic submit.
+pub const MAX_PENDING: usize = 256;
+
+pub struct GpuBackend<'a> {
+    ctx: &'a GpuContext,
+    rec: Recorder<'a>,
+}
+
+impl<'a> GpuBackend<'a> {
+    pub fn new(ctx: &'a GpuContext) -> Self {
+        Self {
+            ctx,
+            rec: Recorder::new(ctx, "backend"),
+        }
+    }
+
+    pub fn ctx(&self) -> &'a GpuContext {
+        self.ctx
+    }
+
+    /// Runs `f` on the recorder, then submits if enough work is pending.
+    fn op(&mut self, f: impl FnOnce(&mut Recorder<'a>) -> BResult<()>) -> BResult<()> {
+        f(&mut self.rec)?;
+        if self.rec.len() >= MAX_PENDING {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Backend for GpuBackend<'a> {
+    type Buf = GpuBuffer<f32>;
+
+    fn name(&self) -> String {
+        format!("gpu: {}", self.ctx.summary())
+    }
+
+    fn zeros(&mut self, n: usize, label: &str) -> BResult<Self::Buf> {
+        GpuBuffer::zeros(self.ctx, n, label)
+    }
+
+    fn upload(&mut self, data: &[f32], label: &str) -> BResult<Self::Buf> {
+        GpuBuffer::from_slice(self.ctx, data, label)
+    }
+
+    fn write(&mut self, buf: &Self::Buf, data: &[f32]) -> BResult<()> {
+        // Queue writes run before the next submit: submit what is pending first to keep order.
+        self.flush()?;
+        buf.write(self.ctx, data)
+    }
+
+    fn read(&mut self, buf: &Self::Buf) -> BResult<Vec<f32>> {
+        self.flush()?;
+        buf.read(self.ctx)
+    }
+
+    fn len(&self, buf: &Self::Buf) -> usize {
+        buf.len()
+    }
+
+    fn flush(&mut self) -> BResult<()> {
+        let rec = std::mem::replace(&mut self.rec, Recorder::new(self.ctx, "backend"));
+        rec.submit()
+    }
+
+    fn gemm(
+        &mut self,
+        g: &Gemm,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        bias: Option<&Self::Buf>,
+        c: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::linear::gemm(r, g, a, b, bias, c))
+    }
+
+    fn fmm_forward(
+        &mut self,
+        s: &FmmShape,
+        ws: &Self::Buf,
+        styles: &Self::Buf,
+        w_out: &Self::Buf,
+        norms: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::fmm::fmm_forward(r, s, ws, styles, w_out, norms))
+    }
+
+    fn fmm_backward(
+        &mut self,
+        s: &FmmShape,
+        ws: &Self::Buf,
+        styles: &Self::Buf,
+        norms: &Self::Buf,
+        dw: &Self::Buf,
+        scratch: &Self::Buf,
+        dws: &Self::Buf,
+        dstyles: &Self::Buf,
+        accumulate_dws: bool,
+    ) -> BResult<()> {
+        self.op(|r| {
+            k::fmm::fmm_backward(
+                r,
+                s,
+                ws,
+                styles,
+                norms,
+                dw,
+                scratch,
+                dws,
+                dstyles,
+                accumulate_dws,
+            )
+        })
+    }
+
+    fn coords_forward(
+        &mut self,
+        s: &CoordsShape,
+        xs: &Self::Buf,
+        ys: &Self::Buf,
+        freqs: &Self::Buf,
+        emb: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::coords::coords_forward(r, s, xs, ys, freqs, emb))
+    }
+
+    fn coords_backward(
+        &mut self,
+        s: &CoordsShape,
+        xs: &Self::Buf,
+        ys: &Self::Buf,
+        freqs: &Self::Buf,
+        demb: &Self::Buf,
+        dfreqs: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::coords::coords_backward(r, s, xs, ys, freqs, demb, dfreqs, accumulate))
+    }
+
+    fn act_forward(
+        &mut self,
+        s: &ActShape,
+        x: &Self::Buf,
+        bias: Option<&Self::Buf>,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::act::act_forward(r, s, x, bias, y))
+    }
+
+    fn act_backward(
+        &mut self,
+        s: &ActShape,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::act::act_backward(r, s, y, dy, dx, accumulate))
+    }
+
+    fn upsample2x_forward(
+        &mut self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+    ) -> BResult<()> {
+        self.op(|r| k::resample::upsample2x_forward(r, x, y, planes, h, w))
+    }
+
+    fn upsample2x_backward(
+        &mut self,
+        dy: &Self::Buf,
+        dx: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        accumulate: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::resample::upsample2x_backward(r, dy, dx, planes, h, w, accumulate))
+    }
+
+    fn gather(
+        &mut self,
+        x: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &[u32],
+        cols: &[u32],
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        let t = k::resample::GatherTables::new(self.ctx, rows, cols)?;
+        self.op(|r| k::resample::gather(r, x, planes, h, w, &t, y))
+    }
+
+    fn concat_channels(
+        &mut self,
+        s: &ConcatShape,
+        x1: &Self::Buf,
+        x2: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::resample::concat_channels(r, s, x1, x2, y))
+    }
+
+    fn slice_channels(
+        &mut self,
+        s: &SliceShape,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::resample::slice_channels(r, s, x, y, accumulate))
+    }
+
+    fn conv2d_forward(
+        &mut self,
+        s: &ConvShape,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: Option<&Self::Buf>,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::conv::conv2d_forward(r, s, x, w, b, y))
+    }
+
+    fn conv2d_backward_input(
+        &mut self,
+        s: &ConvShape,
+        dy: &Self::Buf,
+        w: &Self::Buf,
+        dx: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::conv::conv2d_backward_input(r, s, dy, w, dx, accumulate))
+    }
+
+    fn conv2d_backward_weight(
+        &mut self,
+        s: &ConvShape,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        dw: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::conv::conv2d_backward_weight(r, s, dy, x, dw, accumulate))
+    }
+
+    fn blur_down2x_forward(
+        &mut self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+    ) -> BResult<()> {
+        self.op(|r| k::conv::blur_down2x_forward(r, x, y, planes, h, w))
+    }
+
+    fn blur_down2x_backward(
+        &mut self,
+        dy: &Self::Buf,
+        dx: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        accumulate: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::conv::blur_down2x_backward(r, dy, dx, planes, h, w, accumulate))
+    }
+
+    fn mbstd_forward(
+        &mut self,
+        s: &MbstdShape,
+        x: &Self::Buf,
+        stat: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::mbstd::mbstd_forward(r, s, x, stat, y))
+    }
+
+    fn mbstd_backward(
+        &mut self,
+        s: &MbstdShape,
+        x: &Self::Buf,
+        dy: &Self::Buf,
+        dstat: &Self::Buf,
+        dx: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::mbstd::mbstd_backward(r, s, x, dy, dstat, dx))
+    }
+
+    fn sum_axes(
+        &mut self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        outer: usize,
+        mid: usize,
+        inner: usize,
+        scale: f32,
+        accumulate: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::reduce::sum_axes(r, x, y, outer, mid, inner, scale, accumulate))
+    }
+
+    fn row_norm(&mut self, x: &Self::Buf, y: &Self::Buf, rows: usize, cols: usize) -> BResult<()> {
+        self.op(|r| k::reduce::row_norm(r, x, y, rows, cols))
+    }
+
+    fn softplus_forward(
+        &mut self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        n: usize,
+        sign: f32,
+    ) -> BResult<()> {
+        self.op(|r| k::reduce::softplus_forward(r, x, y, n, sign))
+    }
+
+    fn softplus_backward(
+        &mut self,
+        x: &Self::Buf,
+        dy: &Self::Buf,
+        n: usize,
+        sign: f32,
+    ) -> BResult<()> {
+        self.op(|r| k::reduce::softplus_backward(r, x, dy, n, sign))
+    }
+
+    fn axpby(&mut self, a: f32, x: &Self::Buf, b: f32, y: &Self::Buf, n: usize) -> BResult<()> {
+        self.op(|r| k::reduce::axpby(r, a, x, b, y, n))
+    }
+
+    fn count_nonfinite(&mut self, x: &Self::Buf, n: usize) -> BResult<u32> {
+        let count = GpuBuffer::<u32>::zeros(self.ctx, 1, "nonfinite count")?;
+        k::reduce::count_nonfinite(&mut self.rec, x, n, &count)?;
+        self.flush()?;
+        let v = count.read(self.ctx)?;
+        v.first()
+            .copied()
+            .ok_or_else(|| GpuError::Map("empty count readback".into()))
+    }
+
+    fn adam_step(
+        &mut self,
+        cfg: &AdamConfig,
+        t: u64,
+        p: &Self::Buf,
+        g: &Self::Buf,
+        m: &Self::Buf,
+        v: &Self::Buf,
+        n: usize,
+    ) -> BResult<()> {
+        self.op(|r| k::adam::adam_step(r, cfg, t, p, g, m, v, n))
+    }
+
+    fn ema_update(&mut self, p: &Self::Buf, e: &Self::Buf, beta: f64, n: usize) -> BResult<()> {
+        self.op(|r| k::adam::ema_update(r, p, e, beta, n))
+    }
+
+    fn to_rgba8(&mut self, x: &Self::Buf, batch: usize, pixels: usize) -> BResult<Vec<u32>> {
+        let out = GpuBuffer::<u32>::zeros(self.ctx, batch * pixels, "rgba8")?;
+        k::image::to_rgba8(&mut self.rec, x, &out, batch, pixels)?;
+        self.flush()?;
+        out.read(self.ctx)
+    }
+}

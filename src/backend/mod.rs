@@ -1,0 +1,297 @@
+//! The operations the model is written against, provided by two backends:
+//! [`gpu::GpuBackend`] (the WGSL kernels, recorded and submitted in batches) and
+//! [`cpu::CpuBackend`] (multithreaded Rust with a tiled sgemm). The generator and discriminator
+//! are written once, generically over [`Backend`].
+//!
+//! Every operation has exactly the semantics of the kernel of the same name in
+//! [`crate::kernels`] and of its CPU reference in [`crate::reference`]. Buffers are `f32`
+//! arrays in the layouts documented there. An output buffer is never also an input of the same
+//! call, except where an operation is documented as in place.
+
+// pub mod cpu;
+// pub mod reference;
+pub mod gpu;
+
+use crate::gpu::GpuError;
+use crate::reference::act::ActShape;
+use crate::reference::adam::AdamConfig;
+use crate::reference::conv::ConvShape;
+use crate::reference::coords::CoordsShape;
+use crate::reference::fmm::FmmShape;
+use crate::reference::linear::Gemm;
+use crate::reference::mbstd::MbstdShape;
+use crate::reference::resample::{ConcatShape, SliceShape};
+
+/// Errors of either backend: the GPU layer's errors, and the CPU backend's shape errors as
+/// [`GpuError::Shape`].
+pub type BackendError = GpuError;
+pub type BResult<T> = Result<T, BackendError>;
+
+/// Which backend to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BackendKind {
+    Cpu,
+    Gpu,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Self::Cpu),
+            "gpu" => Ok(Self::Gpu),
+            other => Err(format!("unknown backend {other:?} (cpu or gpu)")),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub trait Backend {
+    /// An `f32` buffer of this backend.
+    type Buf;
+
+    /// Human-readable name ("gpu: <adapter>" or "cpu: N threads").
+    fn name(&self) -> String;
+
+    // ---- memory ----
+    fn zeros(&mut self, n: usize, label: &str) -> BResult<Self::Buf>;
+    fn upload(&mut self, data: &[f32], label: &str) -> BResult<Self::Buf>;
+    /// Overwrites the start of `buf` with `data`, ordered after all operations issued so far.
+    fn write(&mut self, buf: &Self::Buf, data: &[f32]) -> BResult<()>;
+    /// All values of `buf`, after all operations issued so far.
+    fn read(&mut self, buf: &Self::Buf) -> BResult<Vec<f32>>;
+    fn len(&self, buf: &Self::Buf) -> usize;
+    /// Submits pending work (a no-op on the CPU).
+    fn flush(&mut self) -> BResult<()>;
+
+    // ---- linear (shaders/linear.wgsl) ----
+    fn gemm(
+        &mut self,
+        g: &Gemm,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        bias: Option<&Self::Buf>,
+        c: &Self::Buf,
+    ) -> BResult<()>;
+
+    // ---- fmm ----
+    fn fmm_forward(
+        &mut self,
+        s: &FmmShape,
+        ws: &Self::Buf,
+        styles: &Self::Buf,
+        w_out: &Self::Buf,
+        norms: &Self::Buf,
+    ) -> BResult<()>;
+    fn fmm_backward(
+        &mut self,
+        s: &FmmShape,
+        ws: &Self::Buf,
+        styles: &Self::Buf,
+        norms: &Self::Buf,
+        dw: &Self::Buf,
+        scratch: &Self::Buf,
+        dws: &Self::Buf,
+        dstyles: &Self::Buf,
+        accumulate_dws: bool,
+    ) -> BResult<()>;
+
+    // ---- coords ----
+    fn coords_forward(
+        &mut self,
+        s: &CoordsShape,
+        xs: &Self::Buf,
+        ys: &Self::Buf,
+        freqs: &Self::Buf,
+        emb: &Self::Buf,
+    ) -> BResult<()>;
+    fn coords_backward(
+        &mut self,
+        s: &CoordsShape,
+        xs: &Self::Buf,
+        ys: &Self::Buf,
+        freqs: &Self::Buf,
+        demb: &Self::Buf,
+        dfreqs: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()>;
+
+    // ---- act ----
+    fn act_forward(
+        &mut self,
+        s: &ActShape,
+        x: &Self::Buf,
+        bias: Option<&Self::Buf>,
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    fn act_backward(
+        &mut self,
+        s: &ActShape,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()>;
+
+    // ---- resample ----
+    fn upsample2x_forward(
+        &mut self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+    ) -> BResult<()>;
+    fn upsample2x_backward(
+        &mut self,
+        dy: &Self::Buf,
+        dx: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        accumulate: bool,
+    ) -> BResult<()>;
+    /// `y[p, r, c] = x[p, rows[r], cols[c]]` with host index tables.
+    fn gather(
+        &mut self,
+        x: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &[u32],
+        cols: &[u32],
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    fn concat_channels(
+        &mut self,
+        s: &ConcatShape,
+        x1: &Self::Buf,
+        x2: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    fn slice_channels(
+        &mut self,
+        s: &SliceShape,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()>;
+
+    // ---- conv ----
+    fn conv2d_forward(
+        &mut self,
+        s: &ConvShape,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: Option<&Self::Buf>,
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    fn conv2d_backward_input(
+        &mut self,
+        s: &ConvShape,
+        dy: &Self::Buf,
+        w: &Self::Buf,
+        dx: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()>;
+    fn conv2d_backward_weight(
+        &mut self,
+        s: &ConvShape,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        dw: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()>;
+    fn blur_down2x_forward(
+        &mut self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+    ) -> BResult<()>;
+    fn blur_down2x_backward(
+        &mut self,
+        dy: &Self::Buf,
+        dx: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        accumulate: bool,
+    ) -> BResult<()>;
+
+    // ---- mbstd ----
+    fn mbstd_forward(
+        &mut self,
+        s: &MbstdShape,
+        x: &Self::Buf,
+        stat: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    fn mbstd_backward(
+        &mut self,
+        s: &MbstdShape,
+        x: &Self::Buf,
+        dy: &Self::Buf,
+        dstat: &Self::Buf,
+        dx: &Self::Buf,
+    ) -> BResult<()>;
+
+    // ---- reduce ----
+    fn sum_axes(
+        &mut self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        outer: usize,
+        mid: usize,
+        inner: usize,
+        scale: f32,
+        accumulate: bool,
+    ) -> BResult<()>;
+    fn row_norm(&mut self, x: &Self::Buf, y: &Self::Buf, rows: usize, cols: usize) -> BResult<()>;
+    fn softplus_forward(&mut self, x: &Self::Buf, y: &Self::Buf, n: usize, sign: f32)
+    -> BResult<()>;
+    /// In place: `dy <- dy * sign * sigmoid(sign * x)`.
+    fn softplus_backward(
+        &mut self,
+        x: &Self::Buf,
+        dy: &Self::Buf,
+        n: usize,
+        sign: f32,
+    ) -> BResult<()>;
+    /// In place: `y <- a x + b y`.
+    fn axpby(&mut self, a: f32, x: &Self::Buf, b: f32, y: &Self::Buf, n: usize) -> BResult<()>;
+    /// Number of NaN or infinite values in `x[..n]` (waits for pending work).
+    fn count_nonfinite(&mut self, x: &Self::Buf, n: usize) -> BResult<u32>;
+
+    // ---- adam ----
+    fn adam_step(
+        &mut self,
+        cfg: &AdamConfig,
+        t: u64,
+        p: &Self::Buf,
+        g: &Self::Buf,
+        m: &Self::Buf,
+        v: &Self::Buf,
+        n: usize,
+    ) -> BResult<()>;
+    fn ema_update(&mut self, p: &Self::Buf, e: &Self::Buf, beta: f64, n: usize) -> BResult<()>;
+
+    // ---- image ----
+    /// Planar `[batch, 3, pixels]` to packed RGBA8 (waits for pending work).
+    fn to_rgba8(&mut self, x: &Self::Buf, batch: usize, pixels: usize) -> BResult<Vec<u32>>;
+
+    // ---- derived: the same for both backends ----
+
+    /// `y = x[..n]` (a channel slice of one plane).
+    fn copy(&mut self, x: &Self::Buf, y: &Self::Buf, n: usize) -> BResult<()> {
+        let s = SliceShape {
+            batch: 1,
+            channels: n,
+            c0: 0,
+            len: n,
+            pixels: 1,
+        };
+        self.slice_channels(&s, x, y, false)
+    }
+}
