@@ -13,6 +13,7 @@ use crate::reference::coords::CoordsShape;
 use crate::reference::fmm::FmmShape;
 use crate::reference::linear::Gemm;
 use crate::reference::mbstd::MbstdShape;
+use crate::reference::modulate::ModulateShape;
 use crate::reference::resample::{ConcatShape, SliceShape};
 
 /// Operations recorded before an automatic submit.
@@ -128,6 +129,29 @@ impl<'a> Backend for GpuBackend<'a> {
                 accumulate_dws,
             )
         })
+    }
+
+    fn style_modulate_forward(
+        &mut self,
+        m: &ModulateShape,
+        ws: &Self::Buf,
+        s: &Self::Buf,
+        w: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::modulate::style_modulate_forward(r, m, ws, s, w))
+    }
+
+    fn style_modulate_backward(
+        &mut self,
+        m: &ModulateShape,
+        ws: &Self::Buf,
+        s: &Self::Buf,
+        dw: &Self::Buf,
+        dws: &Self::Buf,
+        ds: &Self::Buf,
+        accumulate_dws: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::modulate::style_modulate_backward(r, m, ws, s, dw, dws, ds, accumulate_dws))
     }
 
     fn coords_forward(

@@ -20,6 +20,7 @@ use crate::reference::coords::CoordsShape;
 use crate::reference::fmm::FmmShape;
 use crate::reference::linear::Gemm;
 use crate::reference::mbstd::MbstdShape;
+use crate::reference::modulate::ModulateShape;
 use crate::reference::resample::{ConcatShape, SliceShape};
 
 /// Errors of either backend: the GPU layer's errors, and the CPU backend's shape errors as
@@ -93,6 +94,25 @@ pub trait Backend {
         scratch: &Self::Buf,
         dws: &Self::Buf,
         dstyles: &Self::Buf,
+        accumulate_dws: bool,
+    ) -> BResult<()>;
+
+    // ---- modulate (toRGB: StyleGAN2 modulation without demodulation) ----
+    fn style_modulate_forward(
+        &mut self,
+        m: &ModulateShape,
+        ws: &Self::Buf,
+        s: &Self::Buf,
+        w: &Self::Buf,
+    ) -> BResult<()>;
+    fn style_modulate_backward(
+        &mut self,
+        m: &ModulateShape,
+        ws: &Self::Buf,
+        s: &Self::Buf,
+        dw: &Self::Buf,
+        dws: &Self::Buf,
+        ds: &Self::Buf,
         accumulate_dws: bool,
     ) -> BResult<()>;
 
@@ -249,8 +269,13 @@ pub trait Backend {
         accumulate: bool,
     ) -> BResult<()>;
     fn row_norm(&mut self, x: &Self::Buf, y: &Self::Buf, rows: usize, cols: usize) -> BResult<()>;
-    fn softplus_forward(&mut self, x: &Self::Buf, y: &Self::Buf, n: usize, sign: f32)
-    -> BResult<()>;
+    fn softplus_forward(
+        &mut self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        n: usize,
+        sign: f32,
+    ) -> BResult<()>;
     /// In place: `dy <- dy * sign * sigmoid(sign * x)`.
     fn softplus_backward(
         &mut self,

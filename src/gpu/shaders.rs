@@ -34,6 +34,7 @@ shaders! {
     Reduce => "reduce.wgsl",
     Adam => "adam.wgsl",
     Image => "image.wgsl",
+    Modulate => "modulate.wgsl",
 }
 
 /// Parses and validates WGSL with naga (all validation flags, all capabilities the adapter might

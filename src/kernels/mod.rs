@@ -10,6 +10,7 @@ pub mod fmm;
 pub mod image;
 pub mod linear;
 pub mod mbstd;
+pub mod modulate;
 pub mod reduce;
 pub mod resample;
 

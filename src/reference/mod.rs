@@ -13,6 +13,7 @@ pub mod fmm;
 pub mod image;
 pub mod linear;
 pub mod mbstd;
+pub mod modulate;
 pub mod reduce;
 pub mod resample;
 

@@ -13,5 +13,6 @@ mod fmm;
 mod image;
 mod linear;
 mod mbstd;
+mod modulate;
 mod reduce;
 mod resample;
