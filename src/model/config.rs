@@ -78,7 +78,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("tiny", include_str!("../../assets/presets/tiny.ron")),
     ("emoji32", include_str!("../../assets/presets/emoji32.ron")),
     ("emoji64", include_str!("../../assets/presets/emoji64.ron")),
-    ("paper256", include_str!("../../assets/presets/paper256.ron")),
+    (
+        "paper256",
+        include_str!("../../assets/presets/paper256.ron"),
+    ),
 ];
 
 impl ModelConfig {
@@ -97,7 +100,11 @@ impl ModelConfig {
         let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             ConfigError::UnknownPreset(
                 name.into(),
-                PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                PRESETS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )
         })?;
         Self::from_ron(text)
@@ -117,7 +124,9 @@ impl ModelConfig {
         }
         for (i, l) in self.levels.iter().enumerate() {
             if l.widths.is_empty() || l.widths.contains(&0) {
-                return Err(bad(format!("level {i}: widths must be non-empty and positive")));
+                return Err(bad(format!(
+                    "level {i}: widths must be non-empty and positive"
+                )));
             }
             if i > 0 && l.res != 2 * self.levels[i - 1].res {
                 return Err(bad(format!(

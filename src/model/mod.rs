@@ -5,4 +5,4 @@
 pub mod config;
 pub mod params;
 // pub mod discriminator;
-// pub mod generator;
+pub mod generator;

@@ -21,6 +21,8 @@ pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
     pub init: Init,
+    /// False for tracked buffers that the optimiser does not update (such as `w_avg`).
+    pub trainable: bool,
 }
 
 impl ParamSpec {
@@ -29,7 +31,14 @@ impl ParamSpec {
             name: name.into(),
             shape: shape.to_vec(),
             init,
+            trainable: true,
         }
+    }
+
+    /// The same spec, not updated by the optimiser.
+    pub fn frozen(mut self) -> Self {
+        self.trainable = false;
+        self
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,1100 @@
+//! The INR-GAN generator, written once against [`Backend`]:
+//!
+//! ```text
+//! z ──normalise──► mapping (FC + lrelu, lr x0.01) ──► w
+//! for each level k (grid R_k, coarsest first):
+//!     x = [ up2(features_{k-1}) | emb_k(cells) ]        (level 0: emb_0 only)
+//!     for each FMM layer j:  W_b = demod(Ws ⊙ (1 + A_b B_b / √r)),  (A_b, B_b) = affine_j(w)
+//!                            x = lrelu(W_b x + bias) · √2
+//!                            (after the layers in rgb_after) img += toRGB_j(x, w)
+//!     img_{k+1} starts as up2(img_k)
+//! ```
+//!
+//! A [`Plan`] says where each level is evaluated. The training plan puts every level on its own
+//! full grid of [-1, 1)² and moves between levels with nearest 2x upsampling. A window plan
+//! (any rectangle of the plane, any output size) evaluates each coarse level on the cells the
+//! window needs and the finest level at the output pixels, moving between them by the one rule
+//! `q_k(p) = -1 + (2/R_k) floor((p + 1) R_k / 2)`: on the training window at the training size it
+//! is the training forward exactly; larger outputs are superresolution, windows outside the
+//! square are extrapolation. Every level keeps its trained frequencies.
+
+use crate::backend::{BResult, Backend};
+use crate::gpu::GpuError;
+use crate::reference::act::ActShape;
+use crate::reference::coords::{self, CoordsShape};
+use crate::reference::fmm::FmmShape;
+use crate::reference::linear::{Gemm, LinearShape, ModLinearShape, Strides};
+use crate::reference::modulate::ModulateShape;
+use crate::reference::resample::ConcatShape;
+use crate::rng::Rng;
+
+use super::config::{LevelConfig, ModelConfig};
+use super::params::{Init, ParamSet, ParamSpec};
+
+/// Leaky ReLU slope and gain of every hidden layer.
+const ALPHA: f32 = 0.2;
+const GAIN: f32 = std::f32::consts::SQRT_2;
+
+/// Indices into the generator's [`ParamSet`] for one FMM layer.
+#[derive(Clone, Debug)]
+struct FmmLayer {
+    c_in: usize,
+    c_out: usize,
+    weight: usize,
+    bias: usize,
+    aff_w: usize,
+    aff_b: usize,
+    /// Index into `rgbs` of the toRGB that reads this layer's output.
+    rgb: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct RgbLayer {
+    c_in: usize,
+    weight: usize,
+    bias: usize,
+    aff_w: usize,
+    aff_b: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Level {
+    res: usize,
+    /// Embedding frequencies, `[n_freq][2]`.
+    freqs: Vec<[f32; 2]>,
+    layers: Vec<FmmLayer>,
+}
+
+/// The generator's structure; parameters live in a [`ParamSet`] built from [`Generator::specs`].
+#[derive(Clone, Debug)]
+pub struct Generator {
+    pub cfg: ModelConfig,
+    specs: Vec<ParamSpec>,
+    /// (weight, bias) of the mapping layers.
+    mapping: Vec<(usize, usize)>,
+    w_avg: usize,
+    levels: Vec<Level>,
+    rgbs: Vec<RgbLayer>,
+}
+
+/// The embedding frequencies of a level: the official log-spaced basis for `emb.log_res` (with
+/// diagonals if asked), then `emb.random` frequencies N(0, random_scale²) drawn from `emb.seed`.
+pub fn level_frequencies(l: &LevelConfig) -> Vec<[f32; 2]> {
+    let mut f = if l.emb.log_res > 0 {
+        coords::log_basis(l.emb.log_res, l.emb.diagonal)
+    } else {
+        Vec::new()
+    };
+    let mut rng = Rng::new(l.emb.seed);
+    for _ in 0..l.emb.random {
+        let a = rng.normal() as f32 * l.emb.random_scale;
+        let b = rng.normal() as f32 * l.emb.random_scale;
+        f.push([a, b]);
+    }
+    f
+}
+
+impl Generator {
+    pub fn new(cfg: &ModelConfig) -> Self {
+        let mut specs = Vec::new();
+        let mut add = |s: ParamSpec| {
+            specs.push(s);
+            specs.len() - 1
+        };
+        let mut mapping = Vec::new();
+        let mut d_in = cfg.z_dim;
+        for i in 0..cfg.mapping_layers {
+            let w = add(ParamSpec::new(
+                format!("g.mapping.fc{i}.weight"),
+                &[cfg.w_dim, d_in],
+                Init::Normal(1.0 / cfg.mapping_lr_mul),
+            ));
+            let b = add(ParamSpec::new(
+                format!("g.mapping.fc{i}.bias"),
+                &[cfg.w_dim],
+                Init::Const(0.0),
+            ));
+            mapping.push((w, b));
+            d_in = cfg.w_dim;
+        }
+        let w_avg = add(ParamSpec::new("g.mapping.w_avg", &[cfg.w_dim], Init::Const(0.0)).frozen());
+        let mut levels = Vec::new();
+        let mut rgbs = Vec::new();
+        let mut prev_width = 0;
+        for l in &cfg.levels {
+            let freqs = level_frequencies(l);
+            let mut c_in = prev_width + 2 * freqs.len();
+            let mut layers = Vec::new();
+            for (j, &c_out) in l.widths.iter().enumerate() {
+                let base = format!("g.b{}.fmm{j}", l.res);
+                let sd = (c_in + c_out) * cfg.rank;
+                let weight = add(ParamSpec::new(
+                    format!("{base}.weight"),
+                    &[c_out, c_in],
+                    Init::Normal(1.0),
+                ));
+                let bias = add(ParamSpec::new(
+                    format!("{base}.bias"),
+                    &[c_out],
+                    Init::Const(0.0),
+                ));
+                let aff_w = add(ParamSpec::new(
+                    format!("{base}.affine.weight"),
+                    &[sd, cfg.w_dim],
+                    Init::Normal(1.0),
+                ));
+                let aff_b = add(ParamSpec::new(
+                    format!("{base}.affine.bias"),
+                    &[sd],
+                    Init::Const(0.0),
+                ));
+                let rgb = if l.rgb_after.contains(&j) {
+                    let rb = format!("g.b{}.rgb{j}", l.res);
+                    rgbs.push(RgbLayer {
+                        c_in: c_out,
+                        weight: add(ParamSpec::new(
+                            format!("{rb}.weight"),
+                            &[3, c_out],
+                            Init::Normal(1.0),
+                        )),
+                        bias: add(ParamSpec::new(format!("{rb}.bias"), &[3], Init::Const(0.0))),
+                        aff_w: add(ParamSpec::new(
+                            format!("{rb}.affine.weight"),
+                            &[c_out, cfg.w_dim],
+                            Init::Normal(1.0),
+                        )),
+                        aff_b: add(ParamSpec::new(
+                            format!("{rb}.affine.bias"),
+                            &[c_out],
+                            Init::Const(1.0),
+                        )),
+                    });
+                    Some(rgbs.len() - 1)
+                } else {
+                    None
+                };
+                layers.push(FmmLayer {
+                    c_in,
+                    c_out,
+                    weight,
+                    bias,
+                    aff_w,
+                    aff_b,
+                    rgb,
+                });
+                c_in = c_out;
+            }
+            prev_width = *l.widths.last().unwrap_or(&0);
+            levels.push(Level {
+                res: l.res,
+                freqs,
+                layers,
+            });
+        }
+        Self {
+            cfg: cfg.clone(),
+            specs,
+            mapping,
+            w_avg,
+            levels,
+            rgbs,
+        }
+    }
+
+    /// Every parameter tensor, in a fixed order, with stable names.
+    pub fn specs(&self) -> &[ParamSpec] {
+        &self.specs
+    }
+
+    /// Index of the tracked average w (for truncation) in the parameter set.
+    pub fn w_avg_index(&self) -> usize {
+        self.w_avg
+    }
+
+    /// Parameters per part: (mapping, FMM layers with their affines, toRGBs).
+    pub fn param_counts(&self) -> (usize, usize, usize) {
+        let n = |i: usize| self.specs[i].len();
+        let mapping = self.mapping.iter().map(|&(w, b)| n(w) + n(b)).sum();
+        let fmm = self
+            .levels
+            .iter()
+            .flat_map(|l| &l.layers)
+            .map(|l| n(l.weight) + n(l.bias) + n(l.aff_w) + n(l.aff_b))
+            .sum();
+        let rgb = self
+            .rgbs
+            .iter()
+            .map(|r| n(r.weight) + n(r.bias) + n(r.aff_w) + n(r.aff_b))
+            .sum();
+        (mapping, fmm, rgb)
+    }
+
+    /// Multiply-adds per image at the training resolution: (per-pixel INR, hypernetwork:
+    /// mapping, affines and the A·B products).
+    pub fn macs_per_image(&self) -> (u64, u64) {
+        let mut pixel = 0u64;
+        let mut hyper = 0u64;
+        let w = self.cfg.w_dim as u64;
+        for (i, &(wi, _)) in self.mapping.iter().enumerate() {
+            let _ = i;
+            hyper += self.specs[wi].len() as u64;
+        }
+        for l in &self.levels {
+            let px = (l.res * l.res) as u64;
+            for f in &l.layers {
+                let (ci, co) = (f.c_in as u64, f.c_out as u64);
+                pixel += px * ci * co;
+                hyper += (ci + co) * self.cfg.rank as u64 * w + ci * co * self.cfg.rank as u64;
+                if let Some(r) = f.rgb {
+                    pixel += px * 3 * self.rgbs[r].c_in as u64;
+                    hyper += self.rgbs[r].c_in as u64 * w;
+                }
+            }
+        }
+        (pixel, hyper)
+    }
+
+    /// Normalises a latent by its second moment (as the official mapping network does first).
+    pub fn normalize_z(z: &[f32]) -> Vec<f32> {
+        let ms = z.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / z.len().max(1) as f64;
+        let k = 1.0 / (ms + 1e-8).sqrt();
+        z.iter().map(|&v| (v as f64 * k) as f32).collect()
+    }
+
+    /// The latent of `seed`: z_dim standard normal values.
+    pub fn latent(&self, seed: u64) -> Vec<f32> {
+        Rng::new(seed).normal_vec(self.cfg.z_dim)
+    }
+
+    fn mapping_shape(&self, i: usize, rows: usize) -> LinearShape {
+        let d_in = if i == 0 {
+            self.cfg.z_dim
+        } else {
+            self.cfg.w_dim
+        };
+        LinearShape {
+            rows,
+            d_in,
+            d_out: self.cfg.w_dim,
+            w_gain: self.cfg.mapping_lr_mul / (d_in as f32).sqrt(),
+            b_gain: self.cfg.mapping_lr_mul,
+        }
+    }
+
+    fn affine_shape(&self, rows: usize, d_out: usize) -> LinearShape {
+        LinearShape {
+            rows,
+            d_in: self.cfg.w_dim,
+            d_out,
+            w_gain: 1.0 / (self.cfg.w_dim as f32).sqrt(),
+            b_gain: 1.0,
+        }
+    }
+
+    /// z `[batch, z_dim]` (host) → w `[batch, w_dim]`, keeping what the backward needs.
+    pub fn map<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        z: &[f32],
+        batch: usize,
+    ) -> BResult<MapTape<B>> {
+        if z.len() != batch * self.cfg.z_dim {
+            return Err(GpuError::Shape(format!(
+                "map: {} latent values for a batch of {batch} with z_dim {}",
+                z.len(),
+                self.cfg.z_dim
+            )));
+        }
+        let zn: Vec<f32> = z
+            .chunks(self.cfg.z_dim)
+            .flat_map(Self::normalize_z)
+            .collect();
+        let mut acts = vec![be.upload(&zn, "z")?];
+        for (i, &(wi, bi)) in self.mapping.iter().enumerate() {
+            let s = self.mapping_shape(i, batch);
+            let pre = be.zeros(batch * s.d_out, "mapping pre")?;
+            let x = &acts[acts.len() - 1];
+            be.gemm(&Gemm::linear_forward(&s, false), &p.bufs[wi], x, None, &pre)?;
+            let out = be.zeros(batch * s.d_out, "mapping act")?;
+            let a = ActShape {
+                outer: batch,
+                channels: s.d_out,
+                inner: 1,
+                alpha: ALPHA,
+                gain: GAIN,
+                b_gain: s.b_gain,
+            };
+            be.act_forward(&a, &pre, Some(&p.bufs[bi]), &out)?;
+            acts.push(out);
+        }
+        Ok(MapTape { batch, acts })
+    }
+
+    /// Gradients of [`Generator::map`] given `dw` (the parameters' gradients are added to
+    /// `grads`).
+    pub fn map_backward<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        tape: &MapTape<B>,
+        dw: &B::Buf,
+        grads: &ParamSet<B>,
+    ) -> BResult<()> {
+        let batch = tape.batch;
+        let mut d_out = be.zeros(batch * self.cfg.w_dim, "dmap")?;
+        be.copy(dw, &d_out, batch * self.cfg.w_dim)?;
+        for (i, &(wi, bi)) in self.mapping.iter().enumerate().rev() {
+            let s = self.mapping_shape(i, batch);
+            let a = ActShape {
+                outer: batch,
+                channels: s.d_out,
+                inner: 1,
+                alpha: ALPHA,
+                gain: GAIN,
+                b_gain: s.b_gain,
+            };
+            let dpre = be.zeros(batch * s.d_out, "dmap pre")?;
+            be.act_backward(&a, &tape.acts[i + 1], &d_out, &dpre, false)?;
+            be.sum_axes(&dpre, &grads.bufs[bi], batch, s.d_out, 1, s.b_gain, true)?;
+            be.gemm(
+                &Gemm::linear_backward_weight(&s, true),
+                &dpre,
+                &tape.acts[i],
+                None,
+                &grads.bufs[wi],
+            )?;
+            if i > 0 {
+                let dx = be.zeros(batch * s.d_in, "dmap x")?;
+                be.gemm(
+                    &Gemm::linear_backward_input(&s, false),
+                    &p.bufs[wi],
+                    &dpre,
+                    None,
+                    &dx,
+                )?;
+                d_out = dx;
+            }
+        }
+        Ok(())
+    }
+
+    /// The training plan: every level on its full grid, nearest 2x upsampling between levels.
+    pub fn training_plan(&self) -> Plan {
+        let levels = self
+            .levels
+            .iter()
+            .map(|l| {
+                let (xs, ys) = coords::training_grid(l.res);
+                LevelGrid {
+                    cols: l.res,
+                    rows: l.res,
+                    xs,
+                    ys,
+                    link: Link::Upsample2x,
+                }
+            })
+            .collect();
+        Plan { levels }
+    }
+
+    /// The plan for a window `[x0, x1) x [y0, y1)` of the plane rendered at `width x height`
+    /// pixels: the finest level at the pixels, each coarser level on the cells it must supply.
+    pub fn window_plan(&self, win: [f64; 4], width: usize, height: usize) -> BResult<Plan> {
+        self.tile_plan(win, width, height, 0..width, 0..height)
+    }
+
+    /// The plan for the pixels `cols x rows` of the `width x height` rendering of `win`: tiles
+    /// of one image agree exactly with the whole image, so they join without seams.
+    pub fn tile_plan(
+        &self,
+        win: [f64; 4],
+        width: usize,
+        height: usize,
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+    ) -> BResult<Plan> {
+        let [x0, x1, y0, y1] = win;
+        if width == 0
+            || height == 0
+            || x1 <= x0
+            || y1 <= y0
+            || !x0.is_finite()
+            || !x1.is_finite()
+            || !y0.is_finite()
+            || !y1.is_finite()
+        {
+            return Err(GpuError::Shape(format!(
+                "empty or non-finite window {win:?} at {width}x{height}"
+            )));
+        }
+        if cols.is_empty() || rows.is_empty() || cols.end > width || rows.end > height {
+            return Err(GpuError::Shape(format!(
+                "tile {cols:?} x {rows:?} outside {width}x{height}"
+            )));
+        }
+        let n = self.levels.len();
+        // Pixel coordinates (the window_grid convention: left edges; rows top-down, bottom edges).
+        let px: Vec<f64> = cols
+            .clone()
+            .map(|c| x0 + (x1 - x0) * c as f64 / width as f64)
+            .collect();
+        let py: Vec<f64> = rows
+            .clone()
+            .map(|r| y1 - (y1 - y0) * (r + 1) as f64 / height as f64)
+            .collect();
+        let (width, height) = (cols.len(), rows.len());
+        let cell = |p: f64, res: usize| ((p + 1.0) * res as f64 / 2.0 + 1e-9).floor() as i64;
+        // Cell ranges top-down: [j0, j1] columns and [v0, v1] rows (v counts upwards in y).
+        let mut ranges = vec![(0i64, 0i64, 0i64, 0i64); n];
+        if n >= 2 {
+            let r = self.levels[n - 2].res;
+            let js: Vec<i64> = px.iter().map(|&p| cell(p, r)).collect();
+            let vs: Vec<i64> = py.iter().map(|&p| cell(p, r)).collect();
+            ranges[n - 2] = (
+                *js.first().unwrap_or(&0),
+                *js.last().unwrap_or(&0),
+                *vs.last().unwrap_or(&0),
+                *vs.first().unwrap_or(&0),
+            );
+            for k in (0..n - 2).rev() {
+                let (j0, j1, v0, v1) = ranges[k + 1];
+                ranges[k] = (
+                    j0.div_euclid(2),
+                    j1.div_euclid(2),
+                    v0.div_euclid(2),
+                    v1.div_euclid(2),
+                );
+            }
+        }
+        let mut levels = Vec::with_capacity(n);
+        for k in 0..n {
+            let res = self.levels[k].res as f64;
+            if k == n - 1 {
+                let link = if k == 0 {
+                    Link::None
+                } else {
+                    let rp = self.levels[k - 1].res;
+                    let (j0, _, _, v1) = ranges[k - 1];
+                    Link::Gather {
+                        rows: py.iter().map(|&p| (v1 - cell(p, rp)) as u32).collect(),
+                        cols: px.iter().map(|&p| (cell(p, rp) - j0) as u32).collect(),
+                    }
+                };
+                levels.push(LevelGrid {
+                    cols: width,
+                    rows: height,
+                    xs: px.iter().map(|&v| v as f32).collect(),
+                    ys: py.iter().map(|&v| v as f32).collect(),
+                    link,
+                });
+            } else {
+                let (j0, j1, v0, v1) = ranges[k];
+                let cols = (j1 - j0 + 1) as usize;
+                let rows = (v1 - v0 + 1) as usize;
+                let xs = (j0..=j1)
+                    .map(|j| (-1.0 + 2.0 * j as f64 / res) as f32)
+                    .collect();
+                let ys = (0..rows as i64)
+                    .map(|t| (-1.0 + 2.0 * (v1 - t) as f64 / res) as f32)
+                    .collect();
+                let link = if k == 0 {
+                    Link::None
+                } else {
+                    let (pj0, _, _, pv1) = ranges[k - 1];
+                    Link::Gather {
+                        rows: (0..rows as i64)
+                            .map(|t| (pv1 - (v1 - t).div_euclid(2)) as u32)
+                            .collect(),
+                        cols: (j0..=j1).map(|j| (j.div_euclid(2) - pj0) as u32).collect(),
+                    }
+                };
+                levels.push(LevelGrid {
+                    cols,
+                    rows,
+                    xs,
+                    ys,
+                    link,
+                });
+            }
+        }
+        Ok(Plan { levels })
+    }
+
+    /// The synthesis network for w `[batch, w_dim]` on `plan`; the image is
+    /// `tape.img [batch, 3, rows * cols]` of the last level.
+    pub fn synthesize<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &B::Buf,
+        batch: usize,
+        plan: &Plan,
+    ) -> BResult<SynthTape<B>> {
+        if plan.levels.len() != self.levels.len() {
+            return Err(GpuError::Shape(
+                "plan does not match the model's levels".into(),
+            ));
+        }
+        let r = self.cfg.rank;
+        let mut levels: Vec<LevelTape<B>> = Vec::new();
+        for (k, (lv, grid)) in self.levels.iter().zip(&plan.levels).enumerate() {
+            let np = grid.rows * grid.cols;
+            // Embeddings of this level's cells, shared by the batch.
+            let cs = CoordsShape {
+                width: grid.cols,
+                height: grid.rows,
+                n_freq: lv.freqs.len(),
+                with_cos: true,
+            };
+            let xs = be.upload(&grid.xs, "xs")?;
+            let ys = be.upload(&grid.ys, "ys")?;
+            let fl: Vec<f32> = lv.freqs.iter().flatten().copied().collect();
+            let freqs = be.upload(&fl, "freqs")?;
+            let emb = be.zeros(cs.channels() * np, "emb")?;
+            be.coords_forward(&cs, &xs, &ys, &freqs, &emb)?;
+            // Input: [up(prev features) | emb], and the RGB carried from the previous level.
+            let img = be.zeros(batch * 3 * np, "img")?;
+            let (input, broadcast_input) = if k == 0 {
+                (emb, true)
+            } else {
+                let prev = &levels[k - 1];
+                let prev_grid = &plan.levels[k - 1];
+                let c_prev = self.levels[k - 1].layers.last().map_or(0, |l| l.c_out);
+                let feat = prev
+                    .acts
+                    .last()
+                    .ok_or_else(|| GpuError::Shape("empty level".into()))?;
+                let up = be.zeros(batch * c_prev * np, "up feat")?;
+                self.link(be, &grid.link, feat, batch * c_prev, prev_grid, &up)?;
+                self.link(be, &grid.link, &prev.img, batch * 3, prev_grid, &img)?;
+                let cat = ConcatShape {
+                    batch,
+                    c1: c_prev,
+                    c2: cs.channels(),
+                    pixels: np,
+                    broadcast: true,
+                };
+                let x = be.zeros(batch * cat.channels() * np, "level input")?;
+                be.concat_channels(&cat, &up, &emb, &x)?;
+                (x, false)
+            };
+            let mut tape = LevelTape {
+                input,
+                broadcast_input,
+                layers: Vec::new(),
+                acts: Vec::new(),
+                img,
+                np,
+            };
+            for (j, l) in lv.layers.iter().enumerate() {
+                let fs = FmmShape {
+                    batch,
+                    c_out: l.c_out,
+                    c_in: l.c_in,
+                    rank: r,
+                    demod: true,
+                };
+                let styles = be.zeros(batch * fs.style_dim(), "styles")?;
+                let aff = self.affine_shape(batch, fs.style_dim());
+                be.gemm(
+                    &Gemm::linear_forward(&aff, true),
+                    &p.bufs[l.aff_w],
+                    w,
+                    Some(&p.bufs[l.aff_b]),
+                    &styles,
+                )?;
+                let wb = be.zeros(fs.weight_len(), "fmm weight")?;
+                let norms = be.zeros(batch * l.c_out, "fmm norms")?;
+                be.fmm_forward(&fs, &p.bufs[l.weight], &styles, &wb, &norms)?;
+                let x = if j == 0 {
+                    &tape.input
+                } else {
+                    &tape.acts[j - 1]
+                };
+                let pre = be.zeros(batch * l.c_out * np, "pre")?;
+                let ms = ModLinearShape {
+                    batch,
+                    c_in: l.c_in,
+                    c_out: l.c_out,
+                    pixels: np,
+                };
+                let mut g = Gemm::modlinear_forward(&ms, true, false);
+                if j == 0 && tape.broadcast_input {
+                    g.b = Strides { sb: 0, ..g.b };
+                }
+                be.gemm(&g, &wb, x, Some(&p.bufs[l.bias]), &pre)?;
+                let act = be.zeros(batch * l.c_out * np, "act")?;
+                let a = ActShape {
+                    outer: 1,
+                    channels: 1,
+                    inner: batch * l.c_out * np,
+                    alpha: ALPHA,
+                    gain: GAIN,
+                    b_gain: 0.0,
+                };
+                be.act_forward(&a, &pre, None, &act)?;
+                let mut lt = LayerTape {
+                    styles,
+                    wb,
+                    norms,
+                    rgb: None,
+                };
+                if let Some(ri) = l.rgb {
+                    let rl = &self.rgbs[ri];
+                    let s = be.zeros(batch * rl.c_in, "rgb styles")?;
+                    let aff = self.affine_shape(batch, rl.c_in);
+                    be.gemm(
+                        &Gemm::linear_forward(&aff, true),
+                        &p.bufs[rl.aff_w],
+                        w,
+                        Some(&p.bufs[rl.aff_b]),
+                        &s,
+                    )?;
+                    let m = ModulateShape {
+                        batch,
+                        c_out: 3,
+                        c_in: rl.c_in,
+                        gain: 1.0 / (rl.c_in as f32).sqrt(),
+                    };
+                    let wr = be.zeros(batch * 3 * rl.c_in, "rgb weight")?;
+                    be.style_modulate_forward(&m, &p.bufs[rl.weight], &s, &wr)?;
+                    let ms = ModLinearShape {
+                        batch,
+                        c_in: rl.c_in,
+                        c_out: 3,
+                        pixels: np,
+                    };
+                    let mut g = Gemm::modlinear_forward(&ms, true, false);
+                    g.accumulate = true;
+                    be.gemm(&g, &wr, &act, Some(&p.bufs[rl.bias]), &tape.img)?;
+                    lt.rgb = Some((s, wr));
+                }
+                tape.layers.push(lt);
+                tape.acts.push(act);
+            }
+            levels.push(tape);
+        }
+        Ok(SynthTape { batch, levels })
+    }
+
+    /// Moves `planes` planes from the previous level's grid to this level's by `link`.
+    fn link<B: Backend>(
+        &self,
+        be: &mut B,
+        link: &Link,
+        x: &B::Buf,
+        planes: usize,
+        prev: &LevelGrid,
+        y: &B::Buf,
+    ) -> BResult<()> {
+        match link {
+            Link::Upsample2x => be.upsample2x_forward(x, y, planes, prev.rows, prev.cols),
+            Link::Gather { rows, cols } => {
+                be.gather(x, planes, prev.rows, prev.cols, rows, cols, y)
+            }
+            Link::None => Err(GpuError::Shape(
+                "a level after the first needs a link".into(),
+            )),
+        }
+    }
+
+    /// Gradients of [`Generator::synthesize`] on a training plan, given `dimg`
+    /// `[batch, 3, R * R]`: parameter gradients are added to `grads`, and the gradient with
+    /// respect to w is returned.
+    #[allow(clippy::too_many_arguments)]
+    pub fn synthesize_backward<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &B::Buf,
+        plan: &Plan,
+        tape: &SynthTape<B>,
+        dimg: &B::Buf,
+        grads: &ParamSet<B>,
+    ) -> BResult<B::Buf> {
+        let batch = tape.batch;
+        let r = self.cfg.rank;
+        let dw = be.zeros(batch * self.cfg.w_dim, "dw")?;
+        let n = self.levels.len();
+        let mut dimg_k = be.zeros(batch * 3 * tape.levels[n - 1].np, "dimg")?;
+        be.copy(dimg, &dimg_k, batch * 3 * tape.levels[n - 1].np)?;
+        // Gradient flowing into the last activation of the level being processed.
+        let mut dfeat_next: Option<B::Buf> = None;
+        for k in (0..n).rev() {
+            let lv = &self.levels[k];
+            let lt = &tape.levels[k];
+            let grid = &plan.levels[k];
+            if k > 0 && !matches!(grid.link, Link::Upsample2x) {
+                return Err(GpuError::Shape(
+                    "the backward pass needs the training plan (nearest 2x upsampling)".into(),
+                ));
+            }
+            let np = lt.np;
+            let nl = lv.layers.len();
+            let mut dact = match dfeat_next.take() {
+                Some(d) => d,
+                None => be.zeros(batch * lv.layers[nl - 1].c_out * np, "dact")?,
+            };
+            for j in (0..nl).rev() {
+                let l = &lv.layers[j];
+                let ltape = &lt.layers[j];
+                let act = &lt.acts[j];
+                if let (Some(ri), Some((s, wr))) = (l.rgb, &ltape.rgb) {
+                    let rl = &self.rgbs[ri];
+                    let ms = ModLinearShape {
+                        batch,
+                        c_in: rl.c_in,
+                        c_out: 3,
+                        pixels: np,
+                    };
+                    // img += Wr act + bias
+                    be.gemm(
+                        &Gemm::modlinear_backward_input(&ms, false, true),
+                        wr,
+                        &dimg_k,
+                        None,
+                        &dact,
+                    )?;
+                    let dwr = be.zeros(batch * 3 * rl.c_in, "dwr")?;
+                    be.gemm(
+                        &Gemm::modlinear_backward_weight(&ms, false),
+                        &dimg_k,
+                        act,
+                        None,
+                        &dwr,
+                    )?;
+                    be.sum_axes(&dimg_k, &grads.bufs[rl.bias], batch, 3, np, 1.0, true)?;
+                    let m = ModulateShape {
+                        batch,
+                        c_out: 3,
+                        c_in: rl.c_in,
+                        gain: 1.0 / (rl.c_in as f32).sqrt(),
+                    };
+                    let ds = be.zeros(batch * rl.c_in, "ds")?;
+                    be.style_modulate_backward(
+                        &m,
+                        &p.bufs[rl.weight],
+                        s,
+                        &dwr,
+                        &grads.bufs[rl.weight],
+                        &ds,
+                        true,
+                    )?;
+                    self.affine_backward(
+                        be, p, grads, rl.aff_w, rl.aff_b, w, &ds, batch, rl.c_in, &dw,
+                    )?;
+                }
+                // act = lrelu(pre) * gain
+                let dpre = be.zeros(batch * l.c_out * np, "dpre")?;
+                let a = ActShape {
+                    outer: 1,
+                    channels: 1,
+                    inner: batch * l.c_out * np,
+                    alpha: ALPHA,
+                    gain: GAIN,
+                    b_gain: 0.0,
+                };
+                be.act_backward(&a, act, &dact, &dpre, false)?;
+                be.sum_axes(&dpre, &grads.bufs[l.bias], batch, l.c_out, np, 1.0, true)?;
+                let ms = ModLinearShape {
+                    batch,
+                    c_in: l.c_in,
+                    c_out: l.c_out,
+                    pixels: np,
+                };
+                let x = if j == 0 { &lt.input } else { &lt.acts[j - 1] };
+                let fs = FmmShape {
+                    batch,
+                    c_out: l.c_out,
+                    c_in: l.c_in,
+                    rank: r,
+                    demod: true,
+                };
+                let dwb = be.zeros(fs.weight_len(), "dwb")?;
+                let mut gw = Gemm::modlinear_backward_weight(&ms, false);
+                if j == 0 && lt.broadcast_input {
+                    gw.b = Strides { sb: 0, ..gw.b };
+                }
+                be.gemm(&gw, &dpre, x, None, &dwb)?;
+                let scratch = be.zeros(fs.weight_len(), "fmm scratch")?;
+                let dstyles = be.zeros(batch * fs.style_dim(), "dstyles")?;
+                be.fmm_backward(
+                    &fs,
+                    &p.bufs[l.weight],
+                    &ltape.styles,
+                    &ltape.norms,
+                    &dwb,
+                    &scratch,
+                    &grads.bufs[l.weight],
+                    &dstyles,
+                    true,
+                )?;
+                self.affine_backward(
+                    be,
+                    p,
+                    grads,
+                    l.aff_w,
+                    l.aff_b,
+                    w,
+                    &dstyles,
+                    batch,
+                    fs.style_dim(),
+                    &dw,
+                )?;
+                // Input gradient: to the previous layer, or to the previous level's features.
+                let need_dx = j > 0 || k > 0;
+                if need_dx {
+                    let dx = be.zeros(batch * l.c_in * np, "dx")?;
+                    be.gemm(
+                        &Gemm::modlinear_backward_input(&ms, false, false),
+                        &ltape.wb,
+                        &dpre,
+                        None,
+                        &dx,
+                    )?;
+                    if j > 0 {
+                        dact = dx;
+                    } else {
+                        // dx = [d up(prev feat) | d emb]; the embeddings are fixed.
+                        let c_prev = self.levels[k - 1].layers.last().map_or(0, |l| l.c_out);
+                        let cat = ConcatShape {
+                            batch,
+                            c1: c_prev,
+                            c2: l.c_in - c_prev,
+                            pixels: np,
+                            broadcast: true,
+                        };
+                        let dup = be.zeros(batch * c_prev * np, "dup")?;
+                        be.slice_channels(&cat.first(), &dx, &dup, false)?;
+                        let pg = &plan.levels[k - 1];
+                        let dprev = be.zeros(batch * c_prev * pg.rows * pg.cols, "dprev feat")?;
+                        be.upsample2x_backward(
+                            &dup,
+                            &dprev,
+                            batch * c_prev,
+                            pg.rows,
+                            pg.cols,
+                            false,
+                        )?;
+                        dfeat_next = Some(dprev);
+                    }
+                }
+            }
+            if k > 0 {
+                let pg = &plan.levels[k - 1];
+                let d = be.zeros(batch * 3 * pg.rows * pg.cols, "dimg prev")?;
+                be.upsample2x_backward(&dimg_k, &d, batch * 3, pg.rows, pg.cols, false)?;
+                dimg_k = d;
+            }
+        }
+        Ok(dw)
+    }
+
+    /// Backward of `styles = affine(w)`: parameter gradients into `grads`, input gradient added
+    /// to `dw`.
+    #[allow(clippy::too_many_arguments)]
+    fn affine_backward<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        grads: &ParamSet<B>,
+        aff_w: usize,
+        aff_b: usize,
+        w: &B::Buf,
+        dstyles: &B::Buf,
+        batch: usize,
+        d_out: usize,
+        dw: &B::Buf,
+    ) -> BResult<()> {
+        let s = self.affine_shape(batch, d_out);
+        be.gemm(
+            &Gemm::linear_backward_weight(&s, true),
+            dstyles,
+            w,
+            None,
+            &grads.bufs[aff_w],
+        )?;
+        be.sum_axes(dstyles, &grads.bufs[aff_b], batch, d_out, 1, 1.0, true)?;
+        be.gemm(
+            &Gemm::linear_backward_input(&s, true),
+            &p.bufs[aff_w],
+            dstyles,
+            None,
+            dw,
+        )
+    }
+}
+
+/// How a level reads the previous level.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Link {
+    /// The first level.
+    None,
+    /// Nearest 2x upsampling of the whole previous grid (training).
+    Upsample2x,
+    /// Nearest sampling by index tables into the previous level's grid (rows, columns).
+    Gather { rows: Vec<u32>, cols: Vec<u32> },
+}
+
+/// Where one level is evaluated: a `rows x cols` grid with per-axis coordinates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LevelGrid {
+    pub cols: usize,
+    pub rows: usize,
+    pub xs: Vec<f32>,
+    pub ys: Vec<f32>,
+    pub link: Link,
+}
+
+/// Where every level is evaluated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub levels: Vec<LevelGrid>,
+}
+
+impl Plan {
+    /// Output size (cols, rows) of the last level.
+    pub fn output_size(&self) -> (usize, usize) {
+        self.levels.last().map_or((0, 0), |l| (l.cols, l.rows))
+    }
+}
+
+/// What the mapping network's backward needs.
+pub struct MapTape<B: Backend> {
+    pub batch: usize,
+    /// Normalised z, then each layer's output; the last is w.
+    pub acts: Vec<B::Buf>,
+}
+
+impl<B: Backend> MapTape<B> {
+    pub fn w(&self) -> &B::Buf {
+        &self.acts[self.acts.len() - 1]
+    }
+}
+
+struct LayerTape<B: Backend> {
+    styles: B::Buf,
+    wb: B::Buf,
+    norms: B::Buf,
+    /// toRGB styles and modulated weight.
+    rgb: Option<(B::Buf, B::Buf)>,
+}
+
+struct LevelTape<B: Backend> {
+    input: B::Buf,
+    /// The input is shared by the batch (level 0: embeddings only).
+    broadcast_input: bool,
+    layers: Vec<LayerTape<B>>,
+    acts: Vec<B::Buf>,
+    img: B::Buf,
+    np: usize,
+}
+
+/// What the synthesis backward needs, and the image.
+pub struct SynthTape<B: Backend> {
+    pub batch: usize,
+    levels: Vec<LevelTape<B>>,
+}
+
+impl<B: Backend> SynthTape<B> {
+    /// The output image `[batch, 3, rows * cols]`.
+    pub fn img(&self) -> &B::Buf {
+        &self.levels[self.levels.len() - 1].img
+    }
+
+    /// The accumulated RGB after level `k` (the accelerated low-resolution preview), on that
+    /// level's grid.
+    pub fn level_img(&self, k: usize) -> Option<&B::Buf> {
+        self.levels.get(k).map(|l| &l.img)
+    }
+}
+
+impl Generator {
+    /// w `[batch, w_dim]` on the host for latents z `[batch, z_dim]`, truncated towards the
+    /// tracked average: `w = w_avg + psi (w - w_avg)`.
+    pub fn map_truncated<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        z: &[f32],
+        batch: usize,
+        psi: f32,
+    ) -> BResult<Vec<f32>> {
+        let tape = self.map(be, p, z, batch)?;
+        let mut w = be.read(tape.w())?;
+        if psi != 1.0 {
+            let avg = be.read(&p.bufs[self.w_avg])?;
+            for row in w.chunks_mut(self.cfg.w_dim) {
+                for (v, a) in row.iter_mut().zip(&avg) {
+                    *v = a + psi * (*v - a);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Planar RGB `[batch, 3, rows * cols]` of `plan` for host w `[batch, w_dim]`.
+    pub fn render_plan<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &[f32],
+        batch: usize,
+        plan: &Plan,
+    ) -> BResult<Vec<f32>> {
+        if w.len() != batch * self.cfg.w_dim {
+            return Err(GpuError::Shape(format!(
+                "render: {} w values for a batch of {batch} with w_dim {}",
+                w.len(),
+                self.cfg.w_dim
+            )));
+        }
+        let wb = be.upload(w, "w")?;
+        let tape = self.synthesize(be, p, &wb, batch, plan)?;
+        be.read(tape.img())
+    }
+
+    /// Renders `win` at `width x height` for one w, in tiles of at most `tile x tile` pixels,
+    /// calling `on_tile(col0, row0, cols, rows, rgb_planar)` for each (rows of tiles top-down).
+    #[allow(clippy::too_many_arguments)]
+    pub fn render_tiles<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &[f32],
+        win: [f64; 4],
+        width: usize,
+        height: usize,
+        tile: usize,
+        mut on_tile: impl FnMut(usize, usize, usize, usize, &[f32]) -> BResult<()>,
+    ) -> BResult<()> {
+        let tile = tile.max(1);
+        for r0 in (0..height).step_by(tile) {
+            for c0 in (0..width).step_by(tile) {
+                let (c1, r1) = ((c0 + tile).min(width), (r0 + tile).min(height));
+                let plan = self.tile_plan(win, width, height, c0..c1, r0..r1)?;
+                let rgb = self.render_plan(be, p, w, 1, &plan)?;
+                on_tile(c0, r0, c1 - c0, r1 - r0, &rgb)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders `win` at `width x height` for one w into one planar RGB image.
+    pub fn render<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &[f32],
+        win: [f64; 4],
+        width: usize,
+        height: usize,
+    ) -> BResult<Vec<f32>> {
+        let plan = self.window_plan(win, width, height)?;
+        self.render_plan(be, p, w, 1, &plan)
+    }
+}
+
+/// The training square [-1, 1)².
+pub const TRAINING_WINDOW: [f64; 4] = [-1.0, 1.0, -1.0, 1.0];
