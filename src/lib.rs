@@ -15,4 +15,5 @@ pub mod kernels;
 pub mod reference;
 pub mod rng;
 pub mod backend;
+pub mod commands;
 pub mod model;

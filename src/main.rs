@@ -1,7 +1,10 @@
 //! `inrgan`: with no command, opens the explorer window; commands run the same engine headless.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use inrgan::backend::BackendKind;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +23,90 @@ enum Command {
     Gui,
     /// List the GPU adapters wgpu sees and say which one would be used.
     Gpu,
+    /// Render one latent to a PNG, at any size and for any window of the plane.
+    Render {
+        /// Weights file (*.safetensors); default: the built-in model, else random weights.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Preset for random weights when there is no weights file.
+        #[arg(long, default_value = "emoji32")]
+        preset: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Truncation psi (1 = none).
+        #[arg(long, default_value_t = 1.0)]
+        psi: f32,
+        /// Output size: N or WxH pixels.
+        #[arg(long, default_value = "512")]
+        size: String,
+        /// Window of the plane x0,y0,x1,y1 (the training square is -1,-1,1,1).
+        #[arg(long, default_value = "-1,-1,1,1", allow_hyphen_values = true)]
+        window: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// cpu or gpu.
+        #[arg(long, default_value = "gpu")]
+        backend: BackendKind,
+        /// Tile side in pixels (bounds memory).
+        #[arg(long, default_value_t = 256)]
+        tile: usize,
+    },
+    /// Print a model's preset, parameter counts and multiply-adds per image.
+    Info {
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value = "emoji32")]
+        preset: String,
+    },
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parts: Vec<&str> = s.split(['x', 'X']).collect();
+    let n = |t: &str| -> Result<usize> {
+        t.trim()
+            .parse()
+            .with_context(|| format!("bad size {s:?}: expected N or WxH"))
+    };
+    match parts.as_slice() {
+        [a] => Ok((n(a)?, n(a)?)),
+        [a, b] => Ok((n(a)?, n(b)?)),
+        _ => bail!("bad size {s:?}: expected N or WxH"),
+    }
+}
+
+fn parse_window(s: &str) -> Result<[f64; 4]> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|t| t.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad window {s:?}: expected x0,y0,x1,y1"))?;
+    match v.as_slice() {
+        &[x0, y0, x1, y1] if x1 > x0 && y1 > y0 => Ok([x0, y0, x1, y1]),
+        _ => bail!("bad window {s:?}: expected x0,y0,x1,y1 with x1 > x0 and y1 > y0"),
+    }
+}
+
+/// A one-line progress bar on stderr.
+fn progress_bar(label: &str) -> impl FnMut(f64) {
+    let start = std::time::Instant::now();
+    let label = label.to_string();
+    move |f: f64| {
+        let width = 30;
+        let filled = (f * width as f64).round() as usize;
+        let el = start.elapsed().as_secs_f64();
+        let eta = if f > 0.0 { el / f - el } else { 0.0 };
+        eprint!(
+            "\r{label} [{}{}] {:5.1}%  {:.1}s elapsed, ETA {:.1}s ",
+            "#".repeat(filled),
+            ".".repeat(width - filled.min(width)),
+            f * 100.0,
+            el,
+            eta
+        );
+        if f >= 1.0 {
+            eprintln!();
+        }
+    }
 }
 
 fn gpu_report() -> Result<()> {
@@ -55,6 +142,41 @@ fn main() -> Result<()> {
     match cli.command.unwrap_or(Command::Gui) {
         Command::Gui => inrgan::app::run(),
         Command::Gpu => gpu_report(),
+        Command::Render {
+            weights,
+            preset,
+            seed,
+            psi,
+            size,
+            window,
+            out,
+            backend,
+            tile,
+        } => {
+            let (width, height) = parse_size(&size)?;
+            let args = inrgan::commands::RenderArgs {
+                weights,
+                preset,
+                seed,
+                psi,
+                width,
+                height,
+                window: parse_window(&window)?,
+                out: out.clone(),
+                backend,
+                tile,
+            };
+            let source = inrgan::commands::render(&args, progress_bar("render"))?;
+            if source.contains("random") {
+                eprintln!("note: no weights file and no built-in model: rendered {source}");
+            }
+            println!("wrote {} ({width}x{height}, {source})", out.display());
+            Ok(())
+        }
+        Command::Info { weights, preset } => {
+            print!("{}", inrgan::commands::info(weights.as_deref(), &preset)?);
+            Ok(())
+        }
     }
 }
 

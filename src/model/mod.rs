@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod params;
+pub mod weights;
 // pub mod discriminator;
 pub mod generator;

@@ -1,0 +1,207 @@
+//! Weight files: `*.safetensors` with the tensors under their stable names, the model config in
+//! the file's metadata (`inrgan.config`, RON) and in a `.ron` file beside it. Loading checks
+//! every name, shape and dtype against the config; files are written atomically.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::config::ModelConfig;
+use super::params::ParamSpec;
+
+/// Metadata key of the model config.
+pub const CONFIG_KEY: &str = "inrgan.config";
+/// Metadata key of the file format version.
+pub const FORMAT_KEY: &str = "inrgan.format";
+pub const FORMAT: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable safetensors file ({detail}); it may be truncated or corrupt")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path}: no model config in the metadata (key {CONFIG_KEY}); is this an INR-GAN Explorer weights file?"
+    )]
+    NoConfig { path: PathBuf },
+    #[error("{path}: the model config does not parse: {detail}")]
+    BadConfig { path: PathBuf, detail: String },
+    #[error("{path}: {problems}")]
+    Mismatch { path: PathBuf, problems: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WeightsError + '_ {
+    move |source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
+/// renamed over the target. A failure (such as a full disk) leaves any old file untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d).map_err(io(d))?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "weights".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(WeightsError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        });
+    }
+    Ok(())
+}
+
+/// Saves `values` (one vector per spec, in spec order) with `cfg`.
+pub fn save(
+    path: &Path,
+    cfg: &ModelConfig,
+    specs: &[ParamSpec],
+    values: &[Vec<f32>],
+) -> Result<(), WeightsError> {
+    if specs.len() != values.len() || specs.iter().zip(values).any(|(s, v)| s.len() != v.len()) {
+        return Err(WeightsError::Mismatch {
+            path: path.to_path_buf(),
+            problems: "values do not match the parameter specs".into(),
+        });
+    }
+    let bytes: Vec<Vec<u8>> = values
+        .iter()
+        .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(specs.len());
+    for (s, b) in specs.iter().zip(&bytes) {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.shape.clone(), b)
+                .map_err(|e| WeightsError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
+                })?;
+        views.push((s.name.clone(), view));
+    }
+    let ron = cfg.to_ron();
+    let meta = HashMap::from([
+        (CONFIG_KEY.to_string(), ron.clone()),
+        (FORMAT_KEY.to_string(), FORMAT.to_string()),
+    ]);
+    let data = safetensors::serialize(views, Some(meta)).map_err(|e| WeightsError::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    write_atomic(path, &data)?;
+    write_atomic(&path.with_extension("ron"), ron.as_bytes())
+}
+
+/// The model config stored in a weights file.
+pub fn read_config(path: &Path) -> Result<ModelConfig, WeightsError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    config_of(path, &bytes)
+}
+
+fn config_of(path: &Path, bytes: &[u8]) -> Result<ModelConfig, WeightsError> {
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| WeightsError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    let text = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CONFIG_KEY))
+        .ok_or_else(|| WeightsError::NoConfig {
+            path: path.to_path_buf(),
+        })?;
+    ModelConfig::from_ron(text).map_err(|e| WeightsError::BadConfig {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+/// A loaded file: its config, the specs it was checked against, and one vector per spec.
+pub type Loaded = (ModelConfig, Vec<ParamSpec>, Vec<Vec<f32>>);
+
+/// Loads the tensors named by `specs` (every one must be present with its shape, as f32) and
+/// the file's config. Extra tensors in the file are an error too: they mean another model.
+pub fn load(
+    path: &Path,
+    specs_for: impl FnOnce(&ModelConfig) -> Vec<ParamSpec>,
+) -> Result<Loaded, WeightsError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let cfg = config_of(path, &bytes)?;
+    let specs = specs_for(&cfg);
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let mut problems = Vec::new();
+    let mut values = Vec::with_capacity(specs.len());
+    for s in &specs {
+        match st.tensor(&s.name) {
+            Err(_) => problems.push(format!("missing tensor {}", s.name)),
+            Ok(t) => {
+                if t.dtype() != safetensors::Dtype::F32 {
+                    problems.push(format!("{}: dtype {:?}, expected F32", s.name, t.dtype()));
+                } else if t.shape() != s.shape.as_slice() {
+                    problems.push(format!(
+                        "{}: shape {:?}, the config needs {:?}",
+                        s.name,
+                        t.shape(),
+                        s.shape
+                    ));
+                } else {
+                    let v: Vec<f32> = t
+                        .data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                        problems.push(format!("{}: value {i} is {}", s.name, v[i]));
+                    }
+                    values.push(v);
+                }
+            }
+        }
+    }
+    for name in st.names() {
+        if !specs.iter().any(|s| s.name == name) {
+            problems.push(format!("unexpected tensor {name}"));
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort();
+        return Err(WeightsError::Mismatch {
+            path: path.to_path_buf(),
+            problems: problems.join("; "),
+        });
+    }
+    Ok((cfg, specs, values))
+}
+
+/// A short hash of a weights file's bytes (FNV-1a 64), for recipes and the model panel.
+pub fn file_hash(path: &Path) -> Result<String, WeightsError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}

@@ -1,0 +1,137 @@
+//! Weight files: round trip, and clear errors for damaged or mismatched files.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::*;
+use inrgan::backend::gpu::GpuBackend;
+use inrgan::model::config::ModelConfig;
+use inrgan::model::generator::{Generator, TRAINING_WINDOW};
+use inrgan::model::params::ParamSet;
+use inrgan::model::weights;
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("inrgan-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn specs_of(c: &ModelConfig) -> Vec<inrgan::model::params::ParamSpec> {
+    Generator::new(c).specs().to_vec()
+}
+
+#[test]
+fn save_load_gives_bitwise_equal_renders() {
+    let cfg = ModelConfig::preset("tiny").unwrap();
+    let g = Generator::new(&cfg);
+    let mut be = GpuBackend::new(ctx());
+    let p = ParamSet::init(&mut be, g.specs(), 5).unwrap();
+    let host = p.to_host(&mut be).unwrap();
+    let dir = tmpdir("roundtrip");
+    let path = dir.join("g.safetensors");
+    weights::save(&path, &cfg, g.specs(), &host).unwrap();
+    assert!(
+        path.with_extension("ron").exists(),
+        "the config is written beside the weights"
+    );
+    let (cfg2, specs2, host2) = weights::load(&path, specs_of).unwrap();
+    assert_eq!(cfg2, cfg);
+    assert_eq!(specs2, g.specs());
+    assert_eq!(host2, host);
+    let p2 = ParamSet::from_host(&mut be, &specs2, &host2).unwrap();
+    let z = g.latent(9);
+    let w1 = g.map_truncated(&mut be, &p, &z, 1, 0.7).unwrap();
+    let w2 = g.map_truncated(&mut be, &p2, &z, 1, 0.7).unwrap();
+    assert_eq!(w1, w2);
+    let a = g.render(&mut be, &p, &w1, TRAINING_WINDOW, 16, 16).unwrap();
+    let b = g
+        .render(&mut be, &p2, &w2, TRAINING_WINDOW, 16, 16)
+        .unwrap();
+    assert_eq!(a, b);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_file_cut_in_half_is_refused_with_a_message() {
+    let cfg = ModelConfig::preset("tiny").unwrap();
+    let g = Generator::new(&cfg);
+    let mut rng = rng(1);
+    let host: Vec<Vec<f32>> = g.specs().iter().map(|s| s.initial(&mut rng)).collect();
+    let dir = tmpdir("cut");
+    let path = dir.join("g.safetensors");
+    weights::save(&path, &cfg, g.specs(), &host).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = weights::load(&path, specs_of).unwrap_err().to_string();
+    assert!(err.contains("truncated or corrupt"), "{err}");
+    std::fs::write(&path, b"not a weights file at all").unwrap();
+    let err = weights::load(&path, specs_of).unwrap_err().to_string();
+    assert!(err.contains("g.safetensors"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_wrong_shape_is_named() {
+    let cfg = ModelConfig::preset("tiny").unwrap();
+    let g = Generator::new(&cfg);
+    let mut rng = rng(2);
+    let mut specs = g.specs().to_vec();
+    let i = specs
+        .iter()
+        .position(|s| s.name == "g.b8.fmm0.weight")
+        .unwrap();
+    specs[i].shape = vec![specs[i].shape[0], specs[i].shape[1] + 1];
+    let host: Vec<Vec<f32>> = specs.iter().map(|s| s.initial(&mut rng)).collect();
+    let dir = tmpdir("shape");
+    let path = dir.join("g.safetensors");
+    weights::save(&path, &cfg, &specs, &host).unwrap();
+    let err = weights::load(&path, specs_of).unwrap_err().to_string();
+    assert!(
+        err.contains("g.b8.fmm0.weight") && err.contains("shape"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_failed_write_keeps_the_old_file() {
+    let dir = tmpdir("atomic");
+    let path = dir.join("x.bin");
+    weights::write_atomic(&path, b"old").unwrap();
+    // A directory where the temporary file would go makes the write fail.
+    let blocker = dir.join(format!(".x.bin.tmp{}", std::process::id()));
+    std::fs::create_dir_all(&blocker).unwrap();
+    assert!(weights::write_atomic(&path, b"new").is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn render_command_writes_a_png_with_its_recipe() {
+    let dir = tmpdir("render");
+    let out = dir.join("r.png");
+    let args = inrgan::commands::RenderArgs {
+        weights: None,
+        preset: "tiny".into(),
+        seed: 4,
+        psi: 0.8,
+        width: 40,
+        height: 24,
+        window: [-2.0, -1.0, 2.0, 1.5],
+        out: out.clone(),
+        backend: inrgan::backend::BackendKind::Gpu,
+        tile: 16,
+    };
+    let mut last = 0.0;
+    inrgan::commands::render(&args, |f| last = f).unwrap();
+    assert_eq!(last, 1.0);
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
+    let reader = dec.read_info().unwrap();
+    assert_eq!((reader.info().width, reader.info().height), (40, 24));
+    let r = inrgan::commands::read_recipe(&out).unwrap();
+    assert_eq!(
+        (r.seed, r.width, r.height, r.window),
+        (4, 40, 24, [-2.0, -1.0, 2.0, 1.5])
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
