@@ -215,3 +215,27 @@ fn paper256_renders() {
     assert!(img.iter().all(|v| v.is_finite()));
     let _ = be.flush();
 }
+
+#[test]
+fn preview_stops_early_and_matches_the_coarse_levels() {
+    let (g, seed) = tiny();
+    let mut be = GpuBackend::new(ctx());
+    let p = ParamSet::init(&mut be, g.specs(), seed).unwrap();
+    let w = ws(&g, &mut be, &p, 1);
+    // A preview of the first level at its own resolution (4²) is that level's RGB: compare with
+    // the full training forward's level-0 image.
+    let wb = be.upload(&w, "w").unwrap();
+    let full = g.synthesize(&mut be, &p, &wb, 1, &g.training_plan()).unwrap();
+    let lvl0 = be.read(full.level_img(0).unwrap()).unwrap();
+    let res0 = g.cfg.levels[0].res;
+    let plan = g.preview_plan(TRAINING_WINDOW, res0, res0, 1).unwrap();
+    let prev = g.render_plan(&mut be, &p, &w, 1, &plan).unwrap();
+    assert_eq!(prev, lvl0);
+    // At the full output size the preview is a valid, cheaper image.
+    let r = g.cfg.resolution;
+    let plan2 = g.preview_plan(TRAINING_WINDOW, r, r, 2).unwrap();
+    let img = g.render_plan(&mut be, &p, &w, 1, &plan2).unwrap();
+    assert_eq!(img.len(), 3 * r * r);
+    assert!(g.preview_plan(TRAINING_WINDOW, r, r, 0).is_err());
+    assert!(g.preview_plan(TRAINING_WINDOW, r, r, 4).is_err());
+}

@@ -414,6 +414,38 @@ impl Generator {
         cols: std::ops::Range<usize>,
         rows: std::ops::Range<usize>,
     ) -> BResult<Plan> {
+        self.partial_plan(win, width, height, cols, rows, self.levels.len())
+    }
+
+    /// The accelerated low-resolution inference: a plan that stops after the first `levels`
+    /// levels, the last of them evaluated at the output pixels. Its image is the RGB
+    /// accumulated up to that level (the official skip architecture's early exit), for a
+    /// fraction of the cost.
+    pub fn preview_plan(
+        &self,
+        win: [f64; 4],
+        width: usize,
+        height: usize,
+        levels: usize,
+    ) -> BResult<Plan> {
+        self.partial_plan(win, width, height, 0..width, 0..height, levels)
+    }
+
+    fn partial_plan(
+        &self,
+        win: [f64; 4],
+        width: usize,
+        height: usize,
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        n_levels: usize,
+    ) -> BResult<Plan> {
+        if n_levels == 0 || n_levels > self.levels.len() {
+            return Err(GpuError::Shape(format!(
+                "{n_levels} levels asked of a model with {}",
+                self.levels.len()
+            )));
+        }
         let [x0, x1, y0, y1] = win;
         if width == 0
             || height == 0
@@ -433,7 +465,7 @@ impl Generator {
                 "tile {cols:?} x {rows:?} outside {width}x{height}"
             )));
         }
-        let n = self.levels.len();
+        let n = n_levels;
         // Pixel coordinates (the window_grid convention: left edges; rows top-down, bottom edges).
         let px: Vec<f64> = cols
             .clone()
@@ -531,7 +563,7 @@ impl Generator {
         batch: usize,
         plan: &Plan,
     ) -> BResult<SynthTape<B>> {
-        if plan.levels.len() != self.levels.len() {
+        if plan.levels.is_empty() || plan.levels.len() > self.levels.len() {
             return Err(GpuError::Shape(
                 "plan does not match the model's levels".into(),
             ));
