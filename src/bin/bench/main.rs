@@ -9,10 +9,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use inrgan::backend::gpu::GpuBackend;
 use inrgan::gpu::{GpuBuffer, GpuContext, GpuResult, Recorder};
 use inrgan::rng::Rng;
 
 mod cases;
+mod generator;
 
 /// Records one run of a case's GPU work.
 pub type GpuWork = Box<dyn Fn(&mut Recorder) -> GpuResult<()>>;
@@ -50,6 +52,8 @@ impl Bench<'_> {
 }
 
 struct Args {
+    suite: String,
+    budget_s: f64,
     filter: Option<String>,
     reps: usize,
     cpu: bool,
@@ -58,6 +62,8 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
+        suite: "all".into(),
+        budget_s: 60.0,
         filter: None,
         reps: 5,
         cpu: true,
@@ -69,11 +75,20 @@ fn parse_args() -> Result<Args> {
             "--filter" => a.filter = Some(it.next().context("--filter needs a value")?),
             "--reps" => a.reps = it.next().context("--reps needs a value")?.parse()?,
             "--no-cpu" => a.cpu = false,
+            "--suite" => {
+                a.suite = it
+                    .next()
+                    .context("--suite needs kernels, generator or all")?
+            }
+            "--budget" => a.budget_s = it.next().context("--budget needs seconds")?.parse()?,
             "--json" => a.json = it.next().context("--json needs a path")?,
             "-h" | "--help" => {
                 println!(
-                    "bench [--filter TEXT] [--reps N] [--no-cpu] [--json PATH]\n\
-                     Times every GPU kernel at realistic shapes beside its CPU reference."
+                    "bench [--suite kernels|generator|all] [--filter TEXT] [--reps N] [--no-cpu] \
+                     [--budget SECONDS] [--json PATH]\n\
+                     kernels: every GPU kernel at realistic shapes beside its CPU reference.\n\
+                     generator: the generator's forward at 256², 1024², 4096² per preset and \
+                     backend (sizes estimated past the budget per frame, default 60 s)."
                 );
                 std::process::exit(0);
             }
@@ -113,8 +128,45 @@ fn main() -> Result<()> {
             "wall clock (no timestamp queries)"
         }
     );
+    let mut kernel_rows = Vec::new();
+    if args.suite == "kernels" || args.suite == "all" {
+        kernel_rows = run_kernels(&ctx, &args)?;
+    }
+    let mut gen_rows = Vec::new();
+    if args.suite == "generator" || args.suite == "all" {
+        println!("\ngenerator forward, one latent over the training square (512² tiles):");
+        let budget = Duration::from_secs_f64(args.budget_s);
+        let presets = ["emoji32", "emoji64", "paper256"];
+        let sizes = [256, 1024, 4096];
+        let mut be = GpuBackend::new(&ctx);
+        for r in generator::run(&mut be, &presets, &sizes, budget)? {
+            gen_rows.push(serde_json::json!({
+                "preset": r.preset, "backend": r.backend, "size": r.size,
+                "ms": r.ms, "estimated": r.estimated, "gflops": r.gflops,
+            }));
+        }
+    }
+    let report = serde_json::json!({
+        "adapter": ctx.summary().to_string(),
+        "host": cpu_model(),
+        "gpu_timing": if ctx.has_timestamps() { "timestamps" } else { "wall" },
+        "reps": args.reps,
+        "kernels": kernel_rows,
+        "generator": gen_rows,
+    });
+    if let Some(dir) = std::path::Path::new(&args.json).parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    let tmp = format!("{}.tmp", args.json);
+    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)?;
+    std::fs::rename(&tmp, &args.json).with_context(|| format!("writing {}", args.json))?;
+    println!("\nwrote {}", args.json);
+    Ok(())
+}
+
+fn run_kernels(ctx: &GpuContext, args: &Args) -> Result<Vec<serde_json::Value>> {
     let mut b = Bench {
-        ctx: &ctx,
+        ctx,
         rng: Rng::new(7),
     };
     let all = cases::all(&mut b)?;
@@ -133,13 +185,13 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for c in &cases {
         // The first run compiles the pipeline (and JIT-compiles it on lavapipe): not timed.
-        let mut rec = Recorder::new(&ctx, &c.name);
+        let mut rec = Recorder::new(ctx, &c.name);
         (c.gpu)(&mut rec)?;
         rec.submit()?;
         ctx.wait()?;
         let mut best_gpu = Duration::MAX;
         for _ in 0..args.reps {
-            let mut rec = Recorder::new(&ctx, &c.name);
+            let mut rec = Recorder::new(ctx, &c.name);
             (c.gpu)(&mut rec)?;
             best_gpu = best_gpu.min(rec.submit_timed()?);
         }
@@ -191,19 +243,5 @@ fn main() -> Result<()> {
             "cpu_ref_gflops": best_cpu.map(|d| gflops(c.flops, d)),
         }));
     }
-    let report = serde_json::json!({
-        "adapter": ctx.summary().to_string(),
-        "host": cpu_model(),
-        "gpu_timing": if ctx.has_timestamps() { "timestamps" } else { "wall" },
-        "reps": args.reps,
-        "cases": rows,
-    });
-    if let Some(dir) = std::path::Path::new(&args.json).parent() {
-        std::fs::create_dir_all(dir).ok();
-    }
-    let tmp = format!("{}.tmp", args.json);
-    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)?;
-    std::fs::rename(&tmp, &args.json).with_context(|| format!("writing {}", args.json))?;
-    println!("\nwrote {}", args.json);
-    Ok(())
+    Ok(rows)
 }
