@@ -225,7 +225,9 @@ fn preview_stops_early_and_matches_the_coarse_levels() {
     // A preview of the first level at its own resolution (4²) is that level's RGB: compare with
     // the full training forward's level-0 image.
     let wb = be.upload(&w, "w").unwrap();
-    let full = g.synthesize(&mut be, &p, &wb, 1, &g.training_plan()).unwrap();
+    let full = g
+        .synthesize(&mut be, &p, &wb, 1, &g.training_plan())
+        .unwrap();
     let lvl0 = be.read(full.level_img(0).unwrap()).unwrap();
     let res0 = g.cfg.levels[0].res;
     let plan = g.preview_plan(TRAINING_WINDOW, res0, res0, 1).unwrap();
@@ -238,4 +240,48 @@ fn preview_stops_early_and_matches_the_coarse_levels() {
     assert_eq!(img.len(), 3 * r * r);
     assert!(g.preview_plan(TRAINING_WINDOW, r, r, 0).is_err());
     assert!(g.preview_plan(TRAINING_WINDOW, r, r, 4).is_err());
+}
+
+/// The design choice behind the presets' random frequencies (ARCHITECTURE.md): with only the
+/// official log-spaced bases, the generator is periodic with period 8 (4 image widths), so far-out
+/// extrapolation repeats the centre; the presets' few random frequencies break the period.
+#[test]
+fn log_bases_alone_tile_the_plane_and_random_frequencies_break_it() {
+    let mut be = GpuBackend::new(ctx());
+    let mut measure = |cfg: &ModelConfig| {
+        let g = Generator::new(cfg);
+        let p = ParamSet::init(&mut be, g.specs(), 4).unwrap();
+        let w = ws(&g, &mut be, &p, 1);
+        let r = cfg.resolution;
+        let centre = g.render(&mut be, &p, &w, TRAINING_WINDOW, r, r).unwrap();
+        let far = g
+            .render(&mut be, &p, &w, [7.0, 9.0, -1.0, 1.0], r, r)
+            .unwrap();
+        let spread = centre.iter().map(|v| v.abs()).sum::<f32>() / centre.len() as f32;
+        let diff = centre
+            .iter()
+            .zip(&far)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / centre.len() as f32;
+        diff / spread
+    };
+    let cfg = ModelConfig::preset("emoji32").unwrap();
+    let mut periodic = cfg.clone();
+    for l in &mut periodic.levels {
+        l.emb.random = 0;
+    }
+    let with_random = measure(&cfg);
+    let log_only = measure(&periodic);
+    eprintln!(
+        "relative difference 8 units right of the centre: log only {log_only:.2e}, with random {with_random:.3}"
+    );
+    assert!(
+        log_only < 1e-3,
+        "log bases alone should repeat every 8 units ({log_only})"
+    );
+    assert!(
+        with_random > 0.1,
+        "random frequencies should break the period ({with_random})"
+    );
 }
