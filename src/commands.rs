@@ -121,7 +121,8 @@ pub fn render(a: &RenderArgs, mut progress: impl FnMut(f64)) -> Result<String> {
             render_with(&mut be, &m, a, win, &mut progress)?;
         }
         BackendKind::Cpu => {
-            bail!("the CPU backend is not available in this build yet; use --backend gpu")
+            let mut be = crate::backend::cpu::CpuBackend::new()?;
+            render_with(&mut be, &m, a, win, &mut progress)?;
         }
     }
     Ok(m.source)

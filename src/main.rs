@@ -44,8 +44,8 @@ enum Command {
         window: String,
         #[arg(long)]
         out: PathBuf,
-        /// cpu or gpu.
-        #[arg(long, default_value = "gpu")]
+        /// cpu, gpu, or auto (a real GPU if there is one, else the CPU backend).
+        #[arg(long, default_value = "auto")]
         backend: BackendKind,
         /// Tile side in pixels (bounds memory).
         #[arg(long, default_value_t = 256)]

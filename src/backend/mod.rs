@@ -8,9 +8,9 @@
 //! arrays in the layouts documented there. An output buffer is never also an input of the same
 //! call, except where an operation is documented as in place.
 
-// pub mod cpu;
-// pub mod reference;
+pub mod cpu;
 pub mod gpu;
+pub mod reference;
 
 use crate::gpu::GpuError;
 use crate::reference::act::ActShape;
@@ -35,13 +35,31 @@ pub enum BackendKind {
     Gpu,
 }
 
+impl BackendKind {
+    /// A real GPU when wgpu finds one; otherwise the CPU backend, which measures faster than a
+    /// software Vulkan driver on the same cores (BENCHMARKS.md: the per-pixel products run at
+    /// a few GFLOP/s through lavapipe and at tens through the CPU backend).
+    pub fn auto() -> Self {
+        let opts = crate::gpu::GpuOptions::from_env();
+        if crate::gpu::enumerate_adapters(&opts)
+            .first()
+            .is_some_and(|a| !a.is_cpu)
+        {
+            Self::Gpu
+        } else {
+            Self::Cpu
+        }
+    }
+}
+
 impl std::str::FromStr for BackendKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "cpu" => Ok(Self::Cpu),
             "gpu" => Ok(Self::Gpu),
-            other => Err(format!("unknown backend {other:?} (cpu or gpu)")),
+            "auto" => Ok(Self::auto()),
+            other => Err(format!("unknown backend {other:?} (cpu, gpu or auto)")),
         }
     }
 }

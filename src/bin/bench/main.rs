@@ -14,6 +14,7 @@ use inrgan::gpu::{GpuBuffer, GpuContext, GpuResult, Recorder};
 use inrgan::rng::Rng;
 
 mod cases;
+mod cpu;
 mod generator;
 
 /// Records one run of a case's GPU work.
@@ -84,11 +85,12 @@ fn parse_args() -> Result<Args> {
             "--json" => a.json = it.next().context("--json needs a path")?,
             "-h" | "--help" => {
                 println!(
-                    "bench [--suite kernels|generator|all] [--filter TEXT] [--reps N] [--no-cpu] \
+                    "bench [--suite kernels|generator|cpu|all] [--filter TEXT] [--reps N] [--no-cpu] \
                      [--budget SECONDS] [--json PATH]\n\
                      kernels: every GPU kernel at realistic shapes beside its CPU reference.\n\
                      generator: the generator's forward at 256², 1024², 4096² per preset and \
-                     backend (sizes estimated past the budget per frame, default 60 s)."
+                     backend (sizes estimated past the budget per frame, default 60 s).\n\
+                     cpu: the CPU backend's per-pixel products and convolutions."
                 );
                 std::process::exit(0);
             }
@@ -138,13 +140,20 @@ fn main() -> Result<()> {
         let budget = Duration::from_secs_f64(args.budget_s);
         let presets = ["emoji32", "emoji64", "paper256"];
         let sizes = [256, 1024, 4096];
-        let mut be = GpuBackend::new(&ctx);
-        for r in generator::run(&mut be, &presets, &sizes, budget)? {
+        let mut rows = generator::run(&mut GpuBackend::new(&ctx), &presets, &sizes, budget)?;
+        let mut cpu = inrgan::backend::cpu::CpuBackend::new()?;
+        rows.extend(generator::run(&mut cpu, &presets, &sizes, budget)?);
+        for r in rows {
             gen_rows.push(serde_json::json!({
                 "preset": r.preset, "backend": r.backend, "size": r.size,
                 "ms": r.ms, "estimated": r.estimated, "gflops": r.gflops,
             }));
         }
+    }
+    if args.suite == "cpu" || args.suite == "all" {
+        println!("\nCPU backend products:");
+        cpu::modlinear()?;
+        cpu::conv()?;
     }
     let report = serde_json::json!({
         "adapter": ctx.summary().to_string(),
