@@ -285,3 +285,31 @@ fn log_bases_alone_tile_the_plane_and_random_frequencies_break_it() {
         "random frequencies should break the period ({with_random})"
     );
 }
+
+#[test]
+fn w_avg_tracks_the_batch_mean_and_truncation_pulls_towards_it() {
+    let (g, seed) = tiny();
+    let mut be = GpuBackend::new(ctx());
+    let p = ParamSet::init(&mut be, g.specs(), seed).unwrap();
+    let batch = 4;
+    let z: Vec<f32> = (0..batch as u64).flat_map(|s| g.latent(s + 1)).collect();
+    let mt = g.map(&mut be, &p, &z, batch).unwrap();
+    let w = be.read(mt.w()).unwrap();
+    g.update_w_avg(&mut be, &p, mt.w(), batch, 0.9).unwrap();
+    let avg = be.read(&p.bufs[g.w_avg_index()]).unwrap();
+    let d = g.cfg.w_dim;
+    for i in 0..d {
+        let mean: f64 = (0..batch).map(|b| w[b * d + i] as f64).sum::<f64>() / batch as f64;
+        // lerp(mean, 0, 0.9) = 0.1 * mean
+        assert!((avg[i] as f64 - 0.1 * mean).abs() < 1e-5, "w_avg[{i}]");
+    }
+    // psi = 0 gives w_avg itself; psi = 1 the plain w.
+    let w0 = g
+        .map_truncated(&mut be, &p, &z[..g.cfg.z_dim], 1, 0.0)
+        .unwrap();
+    assert_close("psi 0", &w0, &to64(&avg), 1e-6, 1e-6);
+    let w1 = g
+        .map_truncated(&mut be, &p, &z[..g.cfg.z_dim], 1, 1.0)
+        .unwrap();
+    assert_close("psi 1", &w1, &to64(&w[..d]), 1e-6, 1e-6);
+}

@@ -1043,6 +1043,22 @@ impl<B: Backend> SynthTape<B> {
 }
 
 impl Generator {
+    /// Tracks the average w for truncation, as the official mapping network does during
+    /// training: `w_avg = lerp(mean_batch(w), w_avg, beta)` (beta 0.995 officially).
+    pub fn update_w_avg<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &B::Buf,
+        batch: usize,
+        beta: f64,
+    ) -> BResult<()> {
+        let d = self.cfg.w_dim;
+        let mean = be.zeros(d, "w mean")?;
+        be.sum_axes(w, &mean, batch, d, 1, 1.0 / batch.max(1) as f32, false)?;
+        be.ema_update(&mean, &p.bufs[self.w_avg], beta, d)
+    }
+
     /// w `[batch, w_dim]` on the host for latents z `[batch, z_dim]`, truncated towards the
     /// tracked average: `w = w_avg + psi (w - w_avg)`.
     pub fn map_truncated<B: Backend>(
