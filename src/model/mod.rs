@@ -5,5 +5,5 @@
 pub mod config;
 pub mod params;
 pub mod weights;
-// pub mod discriminator;
+pub mod discriminator;
 pub mod generator;
