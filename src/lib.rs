@@ -9,11 +9,12 @@
 //! - [`rng`]: a small deterministic random number generator shared by tests, benches and models.
 
 pub mod app;
+pub mod backend;
+pub mod commands;
 pub mod demo;
 pub mod gpu;
 pub mod kernels;
+pub mod model;
 pub mod reference;
 pub mod rng;
-pub mod backend;
-pub mod commands;
-pub mod model;
+pub mod train;

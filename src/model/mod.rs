@@ -3,7 +3,7 @@
 //! [`crate::backend::Backend`].
 
 pub mod config;
-pub mod params;
-pub mod weights;
 pub mod discriminator;
 pub mod generator;
+pub mod params;
+pub mod weights;

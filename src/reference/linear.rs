@@ -186,7 +186,11 @@ impl Gemm {
             b: st(0, 1, s.d_in),
             c: st(0, 1, s.d_out),
             alpha: s.w_gain,
-            bias: if bias { BiasMode::PerRow } else { BiasMode::None },
+            bias: if bias {
+                BiasMode::PerRow
+            } else {
+                BiasMode::None
+            },
             bias_gain: s.b_gain,
             accumulate: false,
         }
@@ -239,14 +243,22 @@ impl Gemm {
             b: st(ci * np, np, 1),
             c: st(co * np, np, 1),
             alpha: 1.0,
-            bias: if bias { BiasMode::PerRow } else { BiasMode::None },
+            bias: if bias {
+                BiasMode::PerRow
+            } else {
+                BiasMode::None
+            },
             bias_gain: 1.0,
             accumulate: false,
         }
     }
 
     /// `dX[b] = W[b]^T dY[b]` (A = W, B = dY, C = dX).
-    pub fn modlinear_backward_input(s: &ModLinearShape, shared_weight: bool, accumulate: bool) -> Self {
+    pub fn modlinear_backward_input(
+        s: &ModLinearShape,
+        shared_weight: bool,
+        accumulate: bool,
+    ) -> Self {
         let (ci, co, np) = (s.c_in, s.c_out, s.pixels);
         Self {
             m: ci,

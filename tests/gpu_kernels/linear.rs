@@ -316,18 +316,37 @@ fn gemm_matches_its_reference_with_general_strides() {
         n,
         k: kk,
         batch,
-        a: Strides { sb: m * kk + 1, si: 1, sj: m },
-        b: Strides { sb: kk * (n + 2), si: n + 2, sj: 1 },
-        c: Strides { sb: m * n, si: n, sj: 1 },
+        a: Strides {
+            sb: m * kk + 1,
+            si: 1,
+            sj: m,
+        },
+        b: Strides {
+            sb: kk * (n + 2),
+            si: n + 2,
+            sj: 1,
+        },
+        c: Strides {
+            sb: m * n,
+            si: n,
+            sj: 1,
+        },
         alpha: 0.7,
         bias: BiasMode::PerCol,
         bias_gain: 0.5,
         accumulate: true,
     };
     let (ea, eb, ec) = gm.extents();
-    let (a, b, bias, c0) = (g.normal_vec(ea), g.normal_vec(eb), g.normal_vec(n), g.normal_vec(ec));
+    let (a, b, bias, c0) = (
+        g.normal_vec(ea),
+        g.normal_vec(eb),
+        g.normal_vec(n),
+        g.normal_vec(ec),
+    );
     let cb = up(&c0);
-    run("gemm", |rec| k::gemm(rec, &gm, &up(&a), &up(&b), Some(&up(&bias)), &cb).unwrap());
+    run("gemm", |rec| {
+        k::gemm(rec, &gm, &up(&a), &up(&b), Some(&up(&bias)), &cb).unwrap()
+    });
     let mut want = to64(&c0);
     r::gemm(&gm, &to64(&a), &to64(&b), Some(&to64(&bias)), &mut want);
     assert_close("strided gemm", &read(&cb), &want, ATOL, RTOL);
