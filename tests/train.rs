@@ -124,3 +124,44 @@ fn a_non_finite_step_is_refused_and_changes_nothing() {
         Err(TrainError::Input(_))
     ));
 }
+
+#[test]
+fn resuming_from_a_checkpoint_continues_the_same_run() {
+    let model = ModelConfig::preset("tiny").unwrap();
+    let dir = std::env::temp_dir().join(format!("inrgan-ckpt-{}", std::process::id()));
+    let mut be = CpuBackend::new().unwrap();
+    // N + M steps in one go.
+    let mut t = Trainer::new(&mut be, &model, cfg()).unwrap();
+    let straight: Vec<_> = (0..5)
+        .map(|i| t.step(&mut be, &shapes(4, 100 + i)).unwrap())
+        .collect();
+    let final_g = t.g_ema.to_host(&mut be).unwrap();
+    // N steps, checkpoint, a new process's worth of state, M more.
+    let mut t1 = Trainer::new(&mut be, &model, cfg()).unwrap();
+    for i in 0..3 {
+        t1.step(&mut be, &shapes(4, 100 + i)).unwrap();
+    }
+    let ck = inrgan::train::checkpoint::save(&t1, &mut be, &dir).unwrap();
+    drop(t1);
+    let mut be2 = CpuBackend::new().unwrap();
+    let mut t2 = inrgan::train::checkpoint::load(&mut be2, &ck).unwrap();
+    assert_eq!((t2.step, t2.images), (3, 12));
+    let resumed: Vec<_> = (3..5)
+        .map(|i| t2.step(&mut be2, &shapes(4, 100 + i)).unwrap())
+        .collect();
+    assert_eq!(
+        resumed,
+        straight[3..],
+        "resumed steps equal the uninterrupted run"
+    );
+    assert_eq!(t2.g_ema.to_host(&mut be2).unwrap(), final_g);
+    // A damaged checkpoint is refused with a message.
+    let g = ck.join("d.safetensors");
+    let bytes = std::fs::read(&g).unwrap();
+    std::fs::write(&g, &bytes[..bytes.len() / 3]).unwrap();
+    let err = inrgan::train::checkpoint::load(&mut be2, &ck)
+        .err()
+        .expect("damaged");
+    assert!(err.to_string().contains("d.safetensors"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -13,8 +13,10 @@
 //! loss and gradient is checked for NaN/Inf before the update; a non-finite step changes nothing
 //! and is reported as [`TrainError::NonFinite`].
 //!
-//! Not yet here (the training issue stays open for them): the lazy R1 penalty and its double
-//! backward, checkpoints, the worker thread and the `train` command.
+//! Checkpoints and resuming are in [`checkpoint`]. Not yet here (the training issue stays open for
+//! them): the lazy R1 penalty and its double backward, the worker thread and the `train` command.
+
+pub mod checkpoint;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +70,8 @@ pub enum TrainError {
     NonFinite { step: u64, what: String },
     #[error("bad training input: {0}")]
     Input(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 /// What one step measured.

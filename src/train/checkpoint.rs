@@ -1,0 +1,164 @@
+//! Checkpoints: G, G-EMA, D and both Adam states as safetensors files, and the step, image count,
+//! RNG state and configs in `state.ron`, in one folder written atomically (a temporary folder,
+//! then a rename). Resuming from a checkpoint continues the same run: on the same backend the
+//! numbers equal those of a run that never stopped.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Opt, TrainConfig, TrainError, Trainer};
+use crate::backend::Backend;
+use crate::model::config::ModelConfig;
+use crate::model::params::{ParamSet, ParamSpec};
+use crate::model::weights::{self, WeightsError};
+use crate::rng::Rng;
+
+/// The non-tensor state of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: u64,
+    pub images: u64,
+    pub rng: [u64; 4],
+    pub train: TrainConfig,
+    pub model: ModelConfig,
+}
+
+impl From<WeightsError> for TrainError {
+    fn from(e: WeightsError) -> Self {
+        TrainError::Checkpoint(e.to_string())
+    }
+}
+
+fn renamed(specs: &[ParamSpec], prefix: &str) -> Vec<ParamSpec> {
+    specs
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.name = format!("{prefix}{}", s.name);
+            s
+        })
+        .collect()
+}
+
+fn opt_specs(g: &[ParamSpec], d: &[ParamSpec]) -> Vec<ParamSpec> {
+    [
+        renamed(g, "adam.m."),
+        renamed(g, "adam.v."),
+        renamed(d, "adam.m."),
+        renamed(d, "adam.v."),
+    ]
+    .concat()
+}
+
+/// Writes the checkpoint of `t` as `dir/ckpt-STEP` and returns its path.
+pub fn save<B: Backend>(t: &Trainer<B>, be: &mut B, dir: &Path) -> Result<PathBuf, TrainError> {
+    let name = format!("ckpt-{:08}", t.step);
+    let out = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let io = |e: std::io::Error, p: &Path| TrainError::Checkpoint(format!("{}: {e}", p.display()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
+    let model = &t.g.cfg;
+    let result = (|| -> Result<(), TrainError> {
+        weights::save(
+            &tmp.join("g.safetensors"),
+            model,
+            &t.gp.specs,
+            &t.gp.to_host(be)?,
+        )?;
+        weights::save(
+            &tmp.join("g_ema.safetensors"),
+            model,
+            &t.g_ema.specs,
+            &t.g_ema.to_host(be)?,
+        )?;
+        weights::save(
+            &tmp.join("d.safetensors"),
+            model,
+            &t.dp.specs,
+            &t.dp.to_host(be)?,
+        )?;
+        let opt: Vec<Vec<f32>> = [
+            t.g_opt.m.to_host(be)?,
+            t.g_opt.v.to_host(be)?,
+            t.d_opt.m.to_host(be)?,
+            t.d_opt.v.to_host(be)?,
+        ]
+        .concat();
+        weights::save(
+            &tmp.join("adam.safetensors"),
+            model,
+            &opt_specs(&t.gp.specs, &t.dp.specs),
+            &opt,
+        )?;
+        let state = TrainState {
+            step: t.step,
+            images: t.images,
+            rng: t.rng.state(),
+            train: t.cfg.clone(),
+            model: model.clone(),
+        };
+        let text = ron::ser::to_string_pretty(&state, ron::ser::PrettyConfig::default())
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        weights::write_atomic(&tmp.join("state.ron"), text.as_bytes())?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(&out).map_err(|e| io(e, &out))?;
+    }
+    std::fs::rename(&tmp, &out).map_err(|e| io(e, &out))?;
+    Ok(out)
+}
+
+/// Reads a checkpoint folder back into a trainer on `be`.
+pub fn load<B: Backend>(be: &mut B, ckpt: &Path) -> Result<Trainer<B>, TrainError> {
+    let text = std::fs::read_to_string(ckpt.join("state.ron")).map_err(|e| {
+        TrainError::Checkpoint(format!("{}: {e}", ckpt.join("state.ron").display()))
+    })?;
+    let state: TrainState = ron::from_str(&text)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", ckpt.display())))?;
+    let mut t = Trainer::new(be, &state.model, state.train.clone())?;
+    let g_specs = t.gp.specs.clone();
+    let d_specs = t.dp.specs.clone();
+    let load_set =
+        |be: &mut B, file: &str, specs: &[ParamSpec]| -> Result<ParamSet<B>, TrainError> {
+            let owned = specs.to_vec();
+            let (_, _, host) = weights::load(&ckpt.join(file), move |_| owned)?;
+            Ok(ParamSet::from_host(be, specs, &host)?)
+        };
+    t.gp = load_set(be, "g.safetensors", &g_specs)?;
+    t.g_ema = load_set(be, "g_ema.safetensors", &g_specs)?;
+    t.dp = load_set(be, "d.safetensors", &d_specs)?;
+    let all = opt_specs(&g_specs, &d_specs);
+    let owned = all.clone();
+    let (_, _, host) = weights::load(&ckpt.join("adam.safetensors"), move |_| owned)?;
+    let (ng, nd) = (g_specs.len(), d_specs.len());
+    let part = |be: &mut B, range: std::ops::Range<usize>, specs: &[ParamSpec]| {
+        ParamSet::from_host(be, specs, &host[range])
+    };
+    let g_m = part(be, 0..ng, &g_specs)?;
+    let g_v = part(be, ng..2 * ng, &g_specs)?;
+    let d_m = part(be, 2 * ng..2 * ng + nd, &d_specs)?;
+    let d_v = part(be, 2 * ng + nd..2 * ng + 2 * nd, &d_specs)?;
+    t.g_opt = Opt {
+        m: g_m,
+        v: g_v,
+        ..t.g_opt
+    };
+    t.d_opt = Opt {
+        m: d_m,
+        v: d_v,
+        ..t.d_opt
+    };
+    t.step = state.step;
+    t.images = state.images;
+    t.rng = Rng::from_state(state.rng);
+    Ok(t)
+}
