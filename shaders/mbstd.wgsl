@@ -139,3 +139,61 @@ fn mbstd_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     let cy = p.channels + p.num_f;
     out4[i] = in2[(n * cy + ch) * p.pixels + q] + ds * (src[i] - ms.x) * p.inv_denom / ms.y;
 }
+
+// ---- Tangents (forward-mode derivatives) for the R1 penalty's double backward ----
+// With Xdot a tangent of X (in `in2`):
+//   mu_dot = mean_g Xdot,   std_dot = sum_g (X_g - mu) Xdot_g / (G std)
+//   stat_dot[m, f] = mean over (c', p) of std_dot        (then mbstd_concat(Xdot, stat_dot))
+//   dX_dot = dstat [(Xdot - mu_dot) / std - (X - mu) std_dot / std^2] * inv_denom   (dY fixed)
+
+// (mu_dot, std_dot) at (m, ch, q) given (mu, std); X in `src`, Xdot in `in2`.
+fn tangent_moments(m: u32, ch: u32, q: u32, ms: vec2<f32>) -> vec2<f32> {
+    let stride = p.m * p.channels * p.pixels;
+    let base = (m * p.channels + ch) * p.pixels + q;
+    var md = 0.0;
+    var acc = 0.0;
+    for (var g = 0u; g < p.group; g++) {
+        let xd = in2[base + g * stride];
+        md += xd;
+        acc += (src[base + g * stride] - ms.x) * xd;
+    }
+    return vec2<f32>(md * p.inv_g, acc * p.inv_g / ms.y);
+}
+
+// One workgroup per (m, f): stat_dot[m * F + f]. Bindings: X, Xdot, stat_dot.
+@compute @workgroup_size(64)
+fn mbstd_jvp_stat(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
+    let mf = wid.x + wid.y * nwg.x;
+    let total_mf = p.m * p.num_f;
+    let mfc = min(mf, total_mf - 1u);
+    let m = mfc / p.num_f;
+    let f = mfc - m * p.num_f;
+    let total = p.cpf * p.pixels;
+    var s = 0.0;
+    for (var t = lid.x; t < total; t += WG) {
+        let cc = t / p.pixels;
+        let q = t - cc * p.pixels;
+        let ch = f * p.cpf + cc;
+        s += tangent_moments(m, ch, q, moments(m, ch, q)).y;
+    }
+    let r = tree_sum(lid.x, s);
+    if (lid.x == 0u && mf < total_mf) { out3[mf] = r * p.inv_count; }
+}
+
+// One invocation per value of dX_dot [N, C, P]. Bindings: X, Xdot, dstat, dX_dot.
+@compute @workgroup_size(64)
+fn mbstd_backward_jvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    let per = p.channels * p.pixels;
+    if (i >= p.batch * per) { return; }
+    let n = i / per;
+    let r = i - n * per;
+    let ch = r / p.pixels;
+    let q = r - ch * p.pixels;
+    let m = n % p.m;
+    let ms = moments(m, ch, q);
+    let td = tangent_moments(m, ch, q, ms);
+    let ds = in3[m * p.num_f + ch / p.cpf];
+    out4[i] = ds * ((in2[i] - td.x) / ms.y - (src[i] - ms.x) * td.y / (ms.y * ms.y)) * p.inv_denom;
+}

@@ -333,6 +333,29 @@ impl<'a> Backend for GpuBackend<'a> {
         self.op(|r| k::mbstd::mbstd_backward(r, s, x, dy, dstat, dx))
     }
 
+    fn mbstd_jvp(
+        &mut self,
+        s: &MbstdShape,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        stat: &Self::Buf,
+        ydot: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::mbstd::mbstd_jvp(r, s, x, xdot, stat, ydot))
+    }
+
+    fn mbstd_backward_jvp(
+        &mut self,
+        s: &MbstdShape,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        dy: &Self::Buf,
+        dstat: &Self::Buf,
+        dxdot: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::mbstd::mbstd_backward_jvp(r, s, x, xdot, dy, dstat, dxdot))
+    }
+
     fn sum_axes(
         &mut self,
         x: &Self::Buf,

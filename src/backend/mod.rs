@@ -275,6 +275,26 @@ pub trait Backend {
         dx: &Self::Buf,
     ) -> BResult<()>;
 
+    /// The tangent of [`Backend::mbstd_forward`] at `x` along `xdot` (the R1 double backward).
+    fn mbstd_jvp(
+        &mut self,
+        s: &MbstdShape,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        stat: &Self::Buf,
+        ydot: &Self::Buf,
+    ) -> BResult<()>;
+    /// The tangent of [`Backend::mbstd_backward`]'s `dx` at `x` along `xdot`, `dy` fixed.
+    fn mbstd_backward_jvp(
+        &mut self,
+        s: &MbstdShape,
+        x: &Self::Buf,
+        xdot: &Self::Buf,
+        dy: &Self::Buf,
+        dstat: &Self::Buf,
+        dxdot: &Self::Buf,
+    ) -> BResult<()>;
+
     // ---- reduce ----
     fn sum_axes(
         &mut self,

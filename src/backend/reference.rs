@@ -577,6 +577,52 @@ impl Backend for RefBackend {
         Ok(())
     }
 
+    fn mbstd_jvp(
+        &mut self,
+        s: &MbstdShape,
+        x: &RefBuf,
+        xdot: &RefBuf,
+        stat: &RefBuf,
+        ydot: &RefBuf,
+    ) -> BResult<()> {
+        if !check::mbstd_forward(s, x.len, stat.len, ydot.len)? {
+            return Ok(());
+        }
+        check::need("mbstd_jvp xdot", xdot.len, s.x_len())?;
+        let (xg, xdg) = (rd("mbstd_jvp x", x)?, rd("mbstd_jvp xdot", xdot)?);
+        let out = r::mbstd::mbstd_jvp(s, &xg[..s.x_len()], &xdg[..s.x_len()]);
+        drop((xg, xdg));
+        let mut yg = wr("mbstd_jvp ydot", ydot)?;
+        yg[..out.len()].copy_from_slice(&out);
+        Ok(())
+    }
+
+    fn mbstd_backward_jvp(
+        &mut self,
+        s: &MbstdShape,
+        x: &RefBuf,
+        xdot: &RefBuf,
+        dy: &RefBuf,
+        dstat: &RefBuf,
+        dxdot: &RefBuf,
+    ) -> BResult<()> {
+        if !check::mbstd_backward(s, x.len, dy.len, dstat.len, dxdot.len)? {
+            return Ok(());
+        }
+        check::need("mbstd_backward_jvp xdot", xdot.len, s.x_len())?;
+        let (xg, xdg, dyg) = (
+            rd("mbstd_backward_jvp x", x)?,
+            rd("mbstd_backward_jvp xdot", xdot)?,
+            rd("mbstd_backward_jvp dy", dy)?,
+        );
+        let out =
+            r::mbstd::mbstd_backward_jvp(s, &xg[..s.x_len()], &xdg[..s.x_len()], &dyg[..s.y_len()]);
+        drop((xg, xdg, dyg));
+        let mut og = wr("mbstd_backward_jvp dxdot", dxdot)?;
+        og[..out.len()].copy_from_slice(&out);
+        Ok(())
+    }
+
     fn sum_axes(
         &mut self,
         x: &RefBuf,

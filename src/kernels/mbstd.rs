@@ -117,3 +117,77 @@ pub fn mbstd_backward(
         groups_1d(s.x_len(), WG),
     )
 }
+
+/// The tangent of [`mbstd_forward`] at `x` along `xdot` into `ydot [N, C + F, H, W]`; the
+/// statistics' tangents `[M, F]` are left in `stat_scratch`.
+pub fn mbstd_jvp(
+    rec: &mut Recorder,
+    s: &MbstdShape,
+    x: &GpuBuffer<f32>,
+    xdot: &GpuBuffer<f32>,
+    stat_scratch: &GpuBuffer<f32>,
+    ydot: &GpuBuffer<f32>,
+) -> GpuResult<()> {
+    let Some(p) = params(s)? else {
+        return Ok(());
+    };
+    need("mbstd_jvp x", x, s.x_len())?;
+    need("mbstd_jvp xdot", xdot, s.x_len())?;
+    need("mbstd_jvp stat_scratch", stat_scratch, s.stat_len())?;
+    need("mbstd_jvp ydot", ydot, s.y_len())?;
+    rec.dispatch(
+        k("mbstd_jvp_stat"),
+        &p,
+        &[Some(x.raw()), Some(xdot.raw()), Some(stat_scratch.raw())],
+        groups_1d(s.stat_len(), 1),
+    )?;
+    rec.dispatch(
+        k("mbstd_concat"),
+        &p,
+        &[Some(xdot.raw()), Some(stat_scratch.raw()), Some(ydot.raw())],
+        groups_1d(s.y_len(), WG),
+    )
+}
+
+/// The tangent of [`mbstd_backward`]'s `dx` at `x` along `xdot`, with `dy` fixed (the R1
+/// double backward); the statistic gradients are left in `dstat_scratch`.
+#[allow(clippy::too_many_arguments)]
+pub fn mbstd_backward_jvp(
+    rec: &mut Recorder,
+    s: &MbstdShape,
+    x: &GpuBuffer<f32>,
+    xdot: &GpuBuffer<f32>,
+    dy: &GpuBuffer<f32>,
+    dstat_scratch: &GpuBuffer<f32>,
+    dxdot: &GpuBuffer<f32>,
+) -> GpuResult<()> {
+    let Some(p) = params(s)? else {
+        return Ok(());
+    };
+    need("mbstd_backward_jvp x", x, s.x_len())?;
+    need("mbstd_backward_jvp xdot", xdot, s.x_len())?;
+    need("mbstd_backward_jvp dy", dy, s.y_len())?;
+    need(
+        "mbstd_backward_jvp dstat_scratch",
+        dstat_scratch,
+        s.stat_len(),
+    )?;
+    need("mbstd_backward_jvp dxdot", dxdot, s.x_len())?;
+    rec.dispatch(
+        k("mbstd_backward_stat"),
+        &p,
+        &[Some(dy.raw()), Some(dstat_scratch.raw())],
+        groups_1d(s.stat_len(), 1),
+    )?;
+    rec.dispatch(
+        k("mbstd_backward_jvp"),
+        &p,
+        &[
+            Some(x.raw()),
+            Some(xdot.raw()),
+            Some(dstat_scratch.raw()),
+            Some(dxdot.raw()),
+        ],
+        groups_1d(s.x_len(), WG),
+    )
+}

@@ -167,3 +167,94 @@ pub fn mbstd_backward<F: Float>(s: &MbstdShape, x: &[F], dy: &[F]) -> Vec<F> {
     }
     dx
 }
+
+/// The tangents `(mu_dot, std_dot)` of the group moments at `(m, ch, q)` along `xdot`:
+/// `mu_dot = mean_g xdot`, `std_dot = sum_g (x_g - mu) xdot_g / (G std)`.
+fn tangent_moments<F: Float>(
+    s: &MbstdShape,
+    x: &[F],
+    xdot: &[F],
+    m: usize,
+    ch: usize,
+    q: usize,
+) -> (F, F) {
+    let mm = s.groups();
+    let (mu, sd) = moments(s, x, m, ch, q);
+    let inv_g = F::one() / c::<F>(s.group as f64);
+    let (mut md, mut acc) = (F::zero(), F::zero());
+    for g in 0..s.group {
+        let i = at(s, s.channels, g * mm + m, ch, q);
+        md = md + xdot[i];
+        acc = acc + (x[i] - mu) * xdot[i];
+    }
+    (md * inv_g, acc * inv_g / sd)
+}
+
+/// The tangent of [`mbstd_forward`] at `x` along `xdot` (forward-mode derivative): channels
+/// below C copy `xdot`, channel C + f carries `stat_dot[m, f]` = the mean of `std_dot`.
+pub fn mbstd_jvp<F: Float>(s: &MbstdShape, x: &[F], xdot: &[F]) -> Vec<F> {
+    let (cy, mm, cpf) = (
+        s.channels + s.num_channels,
+        s.groups(),
+        s.channels_per_stat(),
+    );
+    let mut sdot = vec![F::zero(); s.stat_len()];
+    for m in 0..mm {
+        for f in 0..s.num_channels {
+            let mut acc = F::zero();
+            for cc in 0..cpf {
+                for q in 0..s.pixels() {
+                    acc = acc + tangent_moments(s, x, xdot, m, f * cpf + cc, q).1;
+                }
+            }
+            sdot[m * s.num_channels + f] = acc / c::<F>((cpf * s.pixels()) as f64);
+        }
+    }
+    let mut y = vec![F::zero(); s.y_len()];
+    for n in 0..s.batch {
+        for ch in 0..cy {
+            for q in 0..s.pixels() {
+                y[at(s, cy, n, ch, q)] = if ch < s.channels {
+                    xdot[at(s, s.channels, n, ch, q)]
+                } else {
+                    sdot[(n % mm) * s.num_channels + ch - s.channels]
+                };
+            }
+        }
+    }
+    y
+}
+
+/// The tangent of [`mbstd_backward`] at `x` along `xdot`, with `dy` held fixed (the R1 double
+/// backward): `dX_dot = dstat [(xdot - mu_dot) / std - (x - mu) std_dot / std²] / (G (C/F) H W)`.
+pub fn mbstd_backward_jvp<F: Float>(s: &MbstdShape, x: &[F], xdot: &[F], dy: &[F]) -> Vec<F> {
+    let (cy, mm, cpf) = (
+        s.channels + s.num_channels,
+        s.groups(),
+        s.channels_per_stat(),
+    );
+    let mut dstat = vec![F::zero(); s.stat_len()];
+    for n in 0..s.batch {
+        for f in 0..s.num_channels {
+            for q in 0..s.pixels() {
+                let i = (n % mm) * s.num_channels + f;
+                dstat[i] = dstat[i] + dy[at(s, cy, n, s.channels + f, q)];
+            }
+        }
+    }
+    let denom = c::<F>((s.group * cpf * s.pixels()) as f64);
+    let mut out = vec![F::zero(); s.x_len()];
+    for n in 0..s.batch {
+        let m = n % mm;
+        for ch in 0..s.channels {
+            let ds = dstat[m * s.num_channels + ch / cpf];
+            for q in 0..s.pixels() {
+                let (mu, sd) = moments(s, x, m, ch, q);
+                let (md, sdd) = tangent_moments(s, x, xdot, m, ch, q);
+                let i = at(s, s.channels, n, ch, q);
+                out[i] = ds * ((xdot[i] - md) / sd - (x[i] - mu) * sdd / (sd * sd)) / denom;
+            }
+        }
+    }
+    out
+}

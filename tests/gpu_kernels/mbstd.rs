@@ -221,3 +221,78 @@ fn mbstd_rejects_bad_shapes() {
     assert!(matches!(e, GpuError::Shape(_)), "{e}");
     assert!(rec.is_empty());
 }
+
+/// The tangents used by the R1 double backward: the references against central differences of
+/// the forward and backward, and the kernels against the references.
+#[test]
+fn mbstd_tangents_match_finite_differences_and_the_kernels() {
+    let mut g = rng(90);
+    for &(n, gr, c, f, h, w) in &[(4, 2, 3, 1, 3, 3), (6, 3, 4, 2, 1, 5), (4, 4, 8, 1, 4, 4)] {
+        let s = r::MbstdShape {
+            batch: n,
+            channels: c,
+            height: h,
+            width: w,
+            group: gr,
+            num_channels: f,
+        };
+        let x = g.normal_vec(s.x_len());
+        let xd = g.normal_vec(s.x_len());
+        let dy = g.normal_vec(s.y_len());
+        let (x64, xd64, dy64) = (to64(&x), to64(&xd), to64(&dy));
+        let eps = 1e-5;
+        let shift =
+            |k: f64| -> Vec<f64> { x64.iter().zip(&xd64).map(|(a, b)| a + k * b).collect() };
+        let fd_fwd: Vec<f64> = r::mbstd_forward(&s, &shift(eps))
+            .iter()
+            .zip(r::mbstd_forward(&s, &shift(-eps)))
+            .map(|(a, b)| (a - b) / (2.0 * eps))
+            .collect();
+        let jvp = r::mbstd_jvp(&s, &x64, &xd64);
+        let jvp32: Vec<f32> = jvp.iter().map(|&v| v as f32).collect();
+        assert_close(
+            &format!("mbstd_jvp reference {s:?}"),
+            &jvp32,
+            &fd_fwd,
+            1e-6,
+            1e-5,
+        );
+        let fd_bwd: Vec<f64> = r::mbstd_backward(&s, &shift(eps), &dy64)
+            .iter()
+            .zip(r::mbstd_backward(&s, &shift(-eps), &dy64))
+            .map(|(a, b)| (a - b) / (2.0 * eps))
+            .collect();
+        let bj = r::mbstd_backward_jvp(&s, &x64, &xd64, &dy64);
+        let bj32: Vec<f32> = bj.iter().map(|&v| v as f32).collect();
+        assert_close(
+            &format!("mbstd_backward_jvp reference {s:?}"),
+            &bj32,
+            &fd_bwd,
+            1e-6,
+            1e-5,
+        );
+        // Kernels.
+        let (xb, xdb, dyb) = (up(&x), up(&xd), up(&dy));
+        let (st, yd, dxd) = (zeros(s.stat_len()), zeros(s.y_len()), zeros(s.x_len()));
+        run("mbstd jvp", |rec| {
+            k::mbstd_jvp(rec, &s, &xb, &xdb, &st, &yd).unwrap();
+        });
+        assert_close(
+            &format!("mbstd_jvp kernel {s:?}"),
+            &read(&yd),
+            &jvp,
+            1e-5,
+            1e-4,
+        );
+        run("mbstd backward jvp", |rec| {
+            k::mbstd_backward_jvp(rec, &s, &xb, &xdb, &dyb, &st, &dxd).unwrap();
+        });
+        assert_close(
+            &format!("mbstd_backward_jvp kernel {s:?}"),
+            &read(&dxd),
+            &bj,
+            1e-5,
+            1e-4,
+        );
+    }
+}
