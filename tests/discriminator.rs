@@ -181,3 +181,111 @@ fn a_batch_the_group_does_not_divide_is_an_error() {
         .expect("group 2 does not divide 3");
     assert!(err.to_string().contains("divisible"), "{err}");
 }
+
+/// R1 = weight * (gamma / 2) * (1/N) |grad_x sum_n D(x_n)|² in f64 on the reference backend.
+fn r1_value(
+    be: &mut RefBackend,
+    d: &Discriminator,
+    p: &ParamSet<RefBackend>,
+    x: &[f64],
+    gamma: f64,
+    weight: f64,
+) -> f64 {
+    let xb = be.upload_f64(x, "x").unwrap();
+    let tape = d.forward(be, p, &xb, BATCH).unwrap();
+    let ones = be.upload_f64(&[1.0; BATCH], "ones").unwrap();
+    let scratch = ParamSet::zeros(be, d.specs()).unwrap();
+    let g = be.zeros(x.len(), "g").unwrap();
+    d.backward(be, p, &xb, &tape, &ones, &scratch, Some(&g))
+        .unwrap();
+    let g = be.read_f64(&g).unwrap();
+    weight * gamma / 2.0 / BATCH as f64 * g.iter().map(|v| v * v).sum::<f64>()
+}
+
+fn r1_grads<B: Backend>(
+    be: &mut B,
+    d: &Discriminator,
+    host: &[Vec<f32>],
+    x: &[f32],
+    gamma: f32,
+    weight: f32,
+) -> (f32, Vec<Vec<f32>>) {
+    let p = ParamSet::from_host(be, d.specs(), host).unwrap();
+    let grads = ParamSet::zeros(be, d.specs()).unwrap();
+    let xb = be.upload(x, "x").unwrap();
+    let pen = d
+        .r1_backward(be, &p, &xb, BATCH, gamma, weight, &grads)
+        .unwrap();
+    (pen, grads.to_host(be).unwrap())
+}
+
+#[test]
+fn r1_double_backward_matches_finite_differences_and_backends_agree() {
+    let (d, host, x, _) = setup();
+    let (gamma, weight) = (2.5f32, 16.0f32);
+    let mut be = RefBackend::new();
+    let (pen, grads) = r1_grads(&mut be, &d, &host, &x, gamma, weight);
+    assert!(pen > 0.0 && pen.is_finite());
+    let p = ParamSet::from_host(&mut be, d.specs(), &host).unwrap();
+    let x64 = to64(&x);
+    let r = &mut rng(79);
+    let h = 1e-5;
+    let mut checked = 0;
+    for (t, s) in d.specs().iter().enumerate() {
+        let orig = be.read_f64(&p.bufs[t]).unwrap();
+        for &i in &subset(s.len(), 4, r) {
+            let mut v = orig.clone();
+            v[i] += h;
+            be.write_f64(&p.bufs[t], &v).unwrap();
+            let lp = r1_value(&mut be, &d, &p, &x64, gamma as f64, weight as f64);
+            v[i] -= 2.0 * h;
+            be.write_f64(&p.bufs[t], &v).unwrap();
+            let lm = r1_value(&mut be, &d, &p, &x64, gamma as f64, weight as f64);
+            be.write_f64(&p.bufs[t], &orig).unwrap();
+            let fd = (lp - lm) / (2.0 * h);
+            let scale = grads[t].iter().map(|v| v.abs()).fold(0.0f32, f32::max) as f64;
+            assert_close(
+                &format!("R1 d{}[{i}] vs finite differences", s.name),
+                &[grads[t][i]],
+                &[fd],
+                1e-5 * scale.max(1.0),
+                1e-3,
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4 * d.specs().len() - 8);
+    // GPU and CPU against the reference.
+    for (tag, (pg, gg)) in [
+        (
+            "gpu",
+            r1_grads(&mut GpuBackend::new(ctx()), &d, &host, &x, gamma, weight),
+        ),
+        (
+            "cpu",
+            r1_grads(
+                &mut CpuBackend::new().unwrap(),
+                &d,
+                &host,
+                &x,
+                gamma,
+                weight,
+            ),
+        ),
+    ] {
+        assert!(
+            (pg - pen).abs() <= 2e-3 * pen.abs(),
+            "{tag} penalty {pg} vs {pen}"
+        );
+        for (s, (a, b)) in d.specs().iter().zip(gg.iter().zip(&grads)) {
+            let scale = b.iter().map(|v| v.abs()).fold(0.0f32, f32::max) as f64;
+            assert_close(
+                &format!("{tag} R1 d{}", s.name),
+                a,
+                &to64(b),
+                3e-3 * scale.max(1e-3),
+                3e-3,
+            );
+        }
+    }
+}

@@ -48,9 +48,11 @@ fn shapes(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn cfg() -> TrainConfig {
+    // R1 every other step, so that short runs exercise the lazy regularisation.
     TrainConfig {
         batch: 4,
         seed: 5,
+        r1_interval: 2,
         ..TrainConfig::default()
     }
 }
@@ -78,6 +80,12 @@ fn steps_are_deterministic_and_finite_on_both_backends() {
     }
     assert_eq!(a[2].step, 3);
     assert_eq!(a[2].images, 12);
+    assert!(a[0].r1.is_none() && a[2].r1.is_none());
+    assert!(
+        a[1].r1.is_some_and(|v| v.is_finite() && v > 0.0),
+        "R1 on step 2: {:?}",
+        a[1]
+    );
 }
 
 #[test]

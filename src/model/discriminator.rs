@@ -503,6 +503,350 @@ impl Discriminator {
     }
 }
 
+/// Tangents (forward-mode derivatives along the R1 direction) of one layer's input and output.
+struct R1Layer<'a, B: Backend> {
+    x: &'a B::Buf,
+    x_t: &'a B::Buf,
+    y: &'a B::Buf,
+}
+
+impl Discriminator {
+    /// Tangent of a conv + lrelu layer: `y_t = lrelu'(pre) * conv(x_t)` (the slope is fixed by the
+    /// forward output `y`).
+    fn conv_act_tangent<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        c: &ConvAct,
+        y: &B::Buf,
+        x_t: &B::Buf,
+        batch: usize,
+    ) -> BResult<B::Buf> {
+        let s = Self::conv_shape(c, batch);
+        let pre_t = be.zeros(s.y_len(), "r1 pre tangent")?;
+        be.conv2d_forward(&s, x_t, &p.bufs[c.w], None, &pre_t)?;
+        let y_t = be.zeros(s.y_len(), "r1 tangent")?;
+        be.act_backward(
+            &Self::act_shape(c.c_out, batch, c.res * c.res),
+            y,
+            &pre_t,
+            &y_t,
+            false,
+        )?;
+        Ok(y_t)
+    }
+
+    /// The double backward through a conv + lrelu layer: given the output gradient `d` and its
+    /// tangent `dt` (None where it is zero), adds `conv_w(dpre, x_t) + conv_w(dpre_t, x)` to the
+    /// weight gradient and `sum(dpre_t)` to the bias gradient; returns the input gradient and its
+    /// tangent when `need_input`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_act_r1<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        grads: &ParamSet<B>,
+        c: &ConvAct,
+        l: R1Layer<'_, B>,
+        d: &B::Buf,
+        dt: Option<&B::Buf>,
+        need_input: bool,
+        batch: usize,
+    ) -> BResult<(Option<B::Buf>, Option<B::Buf>)> {
+        let s = Self::conv_shape(c, batch);
+        let a = Self::act_shape(c.c_out, batch, c.res * c.res);
+        let dpre = be.zeros(s.y_len(), "r1 dpre")?;
+        be.act_backward(&a, l.y, d, &dpre, false)?;
+        be.conv2d_backward_weight(&s, &dpre, l.x_t, &grads.bufs[c.w], true)?;
+        let mut dpre_t = None;
+        if let Some(dt) = dt {
+            let t = be.zeros(s.y_len(), "r1 dpre tangent")?;
+            be.act_backward(&a, l.y, dt, &t, false)?;
+            be.conv2d_backward_weight(&s, &t, l.x, &grads.bufs[c.w], true)?;
+            be.sum_axes(
+                &t,
+                &grads.bufs[c.b],
+                batch,
+                c.c_out,
+                c.res * c.res,
+                1.0,
+                true,
+            )?;
+            dpre_t = Some(t);
+        }
+        if !need_input {
+            return Ok((None, None));
+        }
+        let dx = be.zeros(s.x_len(), "r1 dx")?;
+        be.conv2d_backward_input(&s, &dpre, &p.bufs[c.w], &dx, false)?;
+        let dx_t = match dpre_t {
+            Some(t) => {
+                let o = be.zeros(s.x_len(), "r1 dx tangent")?;
+                be.conv2d_backward_input(&s, &t, &p.bufs[c.w], &o, false)?;
+                Some(o)
+            }
+            None => None,
+        };
+        Ok((Some(dx), dx_t))
+    }
+
+    /// The R1 penalty on real images `x`: adds to `grads` the gradient with respect to D's
+    /// parameters of `weight * (gamma / 2) * (1/N) * |grad_x sum_n D(x_n)|²` and returns the
+    /// penalty's mean `(1/N) |grad_x sum_n D(x_n)|²`.
+    ///
+    /// The double backward is exact: the parameter gradient of the penalty is the forward-mode
+    /// derivative, along `g = grad_x`, of D's ordinary parameter gradient. Leaky ReLU's slopes are
+    /// piecewise constant, so every layer's backward is linear with fixed masks; the only layer
+    /// whose backward depends on x is the minibatch std, handled by its tangent kernels
+    /// (`mbstd_jvp`, `mbstd_backward_jvp`). Each weight gradient becomes
+    /// `dpre ⊗ x_t + dpre_t ⊗ x` (tangents `_t`), each bias gradient `sum(dpre_t)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn r1_backward<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        batch: usize,
+        gamma: f32,
+        weight: f32,
+        grads: &ParamSet<B>,
+    ) -> BResult<f32> {
+        let r0 = self.cfg.resolution;
+        let nx = batch * 3 * r0 * r0;
+        let ms = self.mbstd_shape(batch)?;
+        let tape = self.forward(be, p, x, batch)?;
+        // g = grad_x sum_n D(x_n).
+        let ones = be.upload(&vec![1.0; batch], "r1 ones")?;
+        let scratch = ParamSet::zeros(be, &self.specs)?;
+        let g = be.zeros(nx, "r1 g")?;
+        self.backward(be, p, x, &tape, &ones, &scratch, Some(&g))?;
+        let gh = be.read(&g)?;
+        let penalty =
+            (gh.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / batch.max(1) as f64) as f32;
+        let c = weight * gamma / batch.max(1) as f32;
+
+        // ---- tangents of every layer's output along g ----
+        let h0 = match tape.blocks.first() {
+            Some(bt) => &bt.input,
+            None => &tape.h_last,
+        };
+        let h0_t = self.conv_act_tangent(be, p, &self.fromrgb, h0, &g, batch)?;
+        let mut tangents: Vec<BlockTangents<B>> = Vec::new();
+        let mut h_t = h0_t;
+        for (b, bt) in self.blocks.iter().zip(&tape.blocks) {
+            let (r, h2) = (b.res, b.res / 2);
+            let t0_t = self.conv_act_tangent(be, p, &b.conv0, &bt.t0, &h_t, batch)?;
+            let t0d_t = be.zeros(batch * b.c_in * h2 * h2, "r1 t0d tangent")?;
+            be.blur_down2x_forward(&t0_t, &t0d_t, batch * b.c_in, r, r)?;
+            let t1_t = self.conv_act_tangent(be, p, &b.conv1, &bt.t1, &t0d_t, batch)?;
+            let hd_t = be.zeros(batch * b.c_in * h2 * h2, "r1 hd tangent")?;
+            be.blur_down2x_forward(&h_t, &hd_t, batch * b.c_in, r, r)?;
+            let ks = self.skip_shape(b, batch);
+            let out_t = be.zeros(ks.y_len(), "r1 block tangent")?;
+            be.conv2d_forward(&ks, &hd_t, &p.bufs[b.skip], None, &out_t)?;
+            be.axpby(HALF_SQRT, &t1_t, HALF_SQRT, &out_t, ks.y_len())?;
+            tangents.push(BlockTangents {
+                input: h_t,
+                t0d: t0d_t,
+                hd: hd_t,
+            });
+            h_t = out_t;
+        }
+        let stat_t = be.zeros(ms.stat_len(), "r1 stat tangent")?;
+        let hm_t = be.zeros(ms.y_len(), "r1 mbstd tangent")?;
+        be.mbstd_jvp(&ms, &tape.h_last, &h_t, &stat_t, &hm_t)?;
+        let he_t = self.conv_act_tangent(be, p, &self.epi_conv, &tape.he, &hm_t, batch)?;
+        let fs = self.fc_shape(batch);
+        let fpre_t = be.zeros(batch * fs.d_out, "r1 fc pre tangent")?;
+        be.gemm(
+            &Gemm::linear_forward(&fs, false),
+            &p.bufs[self.fc_w],
+            &he_t,
+            None,
+            &fpre_t,
+        )?;
+        let fc_t = be.zeros(batch * fs.d_out, "r1 fc tangent")?;
+        be.act_backward(
+            &Self::act_shape(fs.d_out, batch, 1),
+            &tape.fc,
+            &fpre_t,
+            &fc_t,
+            false,
+        )?;
+
+        // ---- the backward with dlogits = c, and its tangent ----
+        let dl = be.upload(&vec![c; batch], "r1 dlogits")?;
+        let os = self.out_shape(batch);
+        // Output layer: dW += dl ⊗ fc_t (its backward signal has no tangent above mbstd).
+        be.gemm(
+            &Gemm::linear_backward_weight(&os, true),
+            &dl,
+            &fc_t,
+            None,
+            &grads.bufs[self.out_w],
+        )?;
+        let dfc = be.zeros(batch * os.d_in, "r1 dfc")?;
+        be.gemm(
+            &Gemm::linear_backward_input(&os, false),
+            &p.bufs[self.out_w],
+            &dl,
+            None,
+            &dfc,
+        )?;
+        let dfpre = be.zeros(batch * fs.d_out, "r1 dfc pre")?;
+        be.act_backward(
+            &Self::act_shape(fs.d_out, batch, 1),
+            &tape.fc,
+            &dfc,
+            &dfpre,
+            false,
+        )?;
+        be.gemm(
+            &Gemm::linear_backward_weight(&fs, true),
+            &dfpre,
+            &he_t,
+            None,
+            &grads.bufs[self.fc_w],
+        )?;
+        let dhe = be.zeros(batch * fs.d_in, "r1 dhe")?;
+        be.gemm(
+            &Gemm::linear_backward_input(&fs, false),
+            &p.bufs[self.fc_w],
+            &dfpre,
+            None,
+            &dhe,
+        )?;
+        let (dhm, _) = self.conv_act_r1(
+            be,
+            p,
+            grads,
+            &self.epi_conv,
+            R1Layer {
+                x: &tape.hm,
+                x_t: &hm_t,
+                y: &tape.he,
+            },
+            &dhe,
+            None,
+            true,
+            batch,
+        )?;
+        let dhm = dhm.ok_or_else(|| GpuError::Shape("r1: missing epilogue gradient".into()))?;
+        // Through the minibatch std: the gradient, and its tangent (the one place x enters).
+        let dstat = be.zeros(ms.stat_len(), "r1 dstat")?;
+        let mut dh = be.zeros(ms.x_len(), "r1 dh")?;
+        be.mbstd_backward(&ms, &tape.h_last, &dhm, &dstat, &dh)?;
+        let mut dh_t = be.zeros(ms.x_len(), "r1 dh tangent")?;
+        be.mbstd_backward_jvp(&ms, &tape.h_last, &h_t, &dhm, &dstat, &dh_t)?;
+        for ((b, bt), tt) in self.blocks.iter().zip(&tape.blocks).zip(&tangents).rev() {
+            let (r, h2) = (b.res, b.res / 2);
+            let n_out = batch * b.c_out * h2 * h2;
+            let half = |be: &mut B, v: &B::Buf, label: &str| -> BResult<B::Buf> {
+                let o = be.zeros(n_out, label)?;
+                be.axpby(HALF_SQRT, v, 0.0, &o, n_out)?;
+                Ok(o)
+            };
+            let (d_branch, d_branch_t) = (
+                half(be, &dh, "r1 d branch")?,
+                half(be, &dh_t, "r1 dt branch")?,
+            );
+            let ks = self.skip_shape(b, batch);
+            let n_in = batch * b.c_in * r * r;
+            let n_mid = batch * b.c_in * h2 * h2;
+            // Skip path (no bias): dW += d ⊗ hd_t + d_t ⊗ hd.
+            be.conv2d_backward_weight(&ks, &d_branch, &tt.hd, &grads.bufs[b.skip], true)?;
+            be.conv2d_backward_weight(&ks, &d_branch_t, &bt.hd, &grads.bufs[b.skip], true)?;
+            let din = be.zeros(n_in, "r1 din")?;
+            let din_t = be.zeros(n_in, "r1 din tangent")?;
+            for (dd, out) in [(&d_branch, &din), (&d_branch_t, &din_t)] {
+                let dhd = be.zeros(n_mid, "r1 dhd")?;
+                be.conv2d_backward_input(&ks, dd, &p.bufs[b.skip], &dhd, false)?;
+                be.blur_down2x_backward(&dhd, out, batch * b.c_in, r, r, true)?;
+            }
+            // Main path.
+            let (dt0d, dt0d_t) = self.conv_act_r1(
+                be,
+                p,
+                grads,
+                &b.conv1,
+                R1Layer {
+                    x: &bt.t0d,
+                    x_t: &tt.t0d,
+                    y: &bt.t1,
+                },
+                &d_branch,
+                Some(&d_branch_t),
+                true,
+                batch,
+            )?;
+            let (dt0d, dt0d_t) = (
+                dt0d.ok_or_else(|| GpuError::Shape("r1: missing gradient".into()))?,
+                dt0d_t.ok_or_else(|| GpuError::Shape("r1: missing tangent".into()))?,
+            );
+            let dt0 = be.zeros(n_in, "r1 dt0")?;
+            be.blur_down2x_backward(&dt0d, &dt0, batch * b.c_in, r, r, false)?;
+            let dt0_t = be.zeros(n_in, "r1 dt0 tangent")?;
+            be.blur_down2x_backward(&dt0d_t, &dt0_t, batch * b.c_in, r, r, false)?;
+            let (dx0, dx0_t) = self.conv_act_r1(
+                be,
+                p,
+                grads,
+                &b.conv0,
+                R1Layer {
+                    x: &bt.input,
+                    x_t: &tt.input,
+                    y: &bt.t0,
+                },
+                &dt0,
+                Some(&dt0_t),
+                true,
+                batch,
+            )?;
+            let (dx0, dx0_t) = (
+                dx0.ok_or_else(|| GpuError::Shape("r1: missing gradient".into()))?,
+                dx0_t.ok_or_else(|| GpuError::Shape("r1: missing tangent".into()))?,
+            );
+            be.axpby(1.0, &dx0, 1.0, &din, n_in)?;
+            be.axpby(1.0, &dx0_t, 1.0, &din_t, n_in)?;
+            dh = din;
+            dh_t = din_t;
+        }
+        self.conv_act_r1(
+            be,
+            p,
+            grads,
+            &self.fromrgb,
+            R1Layer { x, x_t: &g, y: h0 },
+            &dh,
+            Some(&dh_t),
+            false,
+            batch,
+        )?;
+        Ok(penalty)
+    }
+
+    fn skip_shape(&self, b: &Block, batch: usize) -> ConvShape {
+        let h2 = b.res / 2;
+        ConvShape {
+            batch,
+            c_in: b.c_in,
+            c_out: b.c_out,
+            height: h2,
+            width: h2,
+            k: 1,
+            stride: 1,
+            w_gain: 1.0 / (b.c_in as f32).sqrt(),
+            b_gain: 1.0,
+        }
+    }
+}
+
+struct BlockTangents<B: Backend> {
+    input: B::Buf,
+    t0d: B::Buf,
+    hd: B::Buf,
+}
+
 struct BlockTape<B: Backend> {
     input: B::Buf,
     t0: B::Buf,

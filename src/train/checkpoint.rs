@@ -20,6 +20,8 @@ pub struct TrainState {
     pub step: u64,
     pub images: u64,
     pub rng: [u64; 4],
+    /// Adam step counts of G and D.
+    pub adam_t: [u64; 2],
     pub train: TrainConfig,
     pub model: ModelConfig,
 }
@@ -98,6 +100,7 @@ pub fn save<B: Backend>(t: &Trainer<B>, be: &mut B, dir: &Path) -> Result<PathBu
             step: t.step,
             images: t.images,
             rng: t.rng.state(),
+            adam_t: [t.g_opt.t, t.d_opt.t],
             train: t.cfg.clone(),
             model: model.clone(),
         };
@@ -157,6 +160,8 @@ pub fn load<B: Backend>(be: &mut B, ckpt: &Path) -> Result<Trainer<B>, TrainErro
         v: d_v,
         ..t.d_opt
     };
+    t.g_opt.t = state.adam_t[0];
+    t.d_opt.t = state.adam_t[1];
     t.step = state.step;
     t.images = state.images;
     t.rng = Rng::from_state(state.rng);

@@ -8,13 +8,16 @@
 //!           ─ D backward (both) ─► D grads ─ Adam(D) ─► D
 //! ```
 //!
-//! Adam uses StyleGAN2's settings (β1 = 0, β2 = 0.99, ε = 1e-8) with the lazy-regularisation
-//! rescaling of the learning rate and β2 by `interval / (interval + 1)` (G: 4, D: 16). Every
-//! loss and gradient is checked for NaN/Inf before the update; a non-finite step changes nothing
-//! and is reported as [`TrainError::NonFinite`].
+//! Every `r1_interval` steps the R1 penalty `(γ/2)|∇ₓD(x)|²` on the reals (scaled by the interval)
+//! is its own D update, through the exact double backward of
+//! [`Discriminator::r1_backward`]. Adam uses StyleGAN2's settings (β1 = 0, β2 = 0.99, ε = 1e-8)
+//! with the lazy-regularisation rescaling of the learning rate and β2 by
+//! `interval / (interval + 1)` (G: 4, D: 16). Every loss and gradient is checked for NaN/Inf
+//! before the update; a non-finite G or D phase changes nothing and is reported as
+//! [`TrainError::NonFinite`] (an R1 phase that fails comes after the main updates).
 //!
 //! Checkpoints and resuming are in [`checkpoint`]. Not yet here (the training issue stays open for
-//! them): the lazy R1 penalty and its double backward, the worker thread and the `train` command.
+//! them): the worker thread, the `train` command, data loading and the SWD metric in the loop.
 
 pub mod checkpoint;
 
@@ -85,6 +88,8 @@ pub struct StepStats {
     pub d_loss: f32,
     pub d_real: f32,
     pub d_fake: f32,
+    /// Mean |grad_x D|² on the reals, on the steps that apply R1.
+    pub r1: Option<f32>,
 }
 
 /// Optimiser state of one network.
@@ -93,6 +98,8 @@ struct Opt<B: Backend> {
     m: ParamSet<B>,
     v: ParamSet<B>,
     cfg: AdamConfig,
+    /// Adam steps taken (each phase's update is one, as `torch.optim.Adam.step`).
+    t: u64,
 }
 
 impl<B: Backend> Opt<B> {
@@ -108,6 +115,7 @@ impl<B: Backend> Opt<B> {
             m: ParamSet::zeros(be, &p.specs)?,
             v: ParamSet::zeros(be, &p.specs)?,
             cfg,
+            t: 0,
         })
     }
 
@@ -127,7 +135,9 @@ impl<B: Backend> Opt<B> {
         Ok(n)
     }
 
-    fn apply(&self, be: &mut B, p: &ParamSet<B>, t: u64) -> BResult<()> {
+    fn apply(&mut self, be: &mut B, p: &ParamSet<B>) -> BResult<()> {
+        self.t += 1;
+        let t = self.t;
         for (i, s) in p.specs.iter().enumerate() {
             if s.trainable {
                 be.adam_step(
@@ -311,8 +321,34 @@ impl<B: Backend> Trainer<B> {
         let d_real = mean(&be.read(dt_real.logits())?);
 
         // ---- updates ----
-        self.g_opt.apply(be, &self.gp, next)?;
-        self.d_opt.apply(be, &self.dp, next)?;
+        self.g_opt.apply(be, &self.gp)?;
+        self.d_opt.apply(be, &self.dp)?;
+
+        // ---- lazy R1 on the reals, every r1_interval steps, as its own D update ----
+        let mut r1 = None;
+        if self.cfg.r1_gamma > 0.0
+            && self.cfg.r1_interval > 0
+            && next.is_multiple_of(self.cfg.r1_interval)
+        {
+            self.d_opt.zero_grads(be)?;
+            let pen = self.d.r1_backward(
+                be,
+                &self.dp,
+                &xr,
+                n,
+                self.cfg.r1_gamma,
+                self.cfg.r1_interval as f32,
+                &self.d_opt.grads,
+            )?;
+            if !pen.is_finite() || self.d_opt.nonfinite(be)? > 0 {
+                return Err(TrainError::NonFinite {
+                    step: next,
+                    what: "the R1 penalty or its gradients".into(),
+                });
+            }
+            self.d_opt.apply(be, &self.dp)?;
+            r1 = Some(pen);
+        }
         self.g
             .update_w_avg(be, &self.gp, mt.w(), n, self.cfg.w_avg_beta)?;
         self.step = next;
@@ -333,6 +369,7 @@ impl<B: Backend> Trainer<B> {
             d_loss: lf + lr,
             d_real,
             d_fake,
+            r1,
         })
     }
 }
