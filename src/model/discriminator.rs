@@ -503,6 +503,9 @@ impl Discriminator {
     }
 }
 
+/// An input gradient and its tangent (each absent where not needed or zero).
+type GradAndTangent<B> = (Option<<B as Backend>::Buf>, Option<<B as Backend>::Buf>);
+
 /// Tangents (forward-mode derivatives along the R1 direction) of one layer's input and output.
 struct R1Layer<'a, B: Backend> {
     x: &'a B::Buf,
@@ -552,7 +555,7 @@ impl Discriminator {
         dt: Option<&B::Buf>,
         need_input: bool,
         batch: usize,
-    ) -> BResult<(Option<B::Buf>, Option<B::Buf>)> {
+    ) -> BResult<GradAndTangent<B>> {
         let s = Self::conv_shape(c, batch);
         let a = Self::act_shape(c.c_out, batch, c.res * c.res);
         let dpre = be.zeros(s.y_len(), "r1 dpre")?;
