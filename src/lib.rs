@@ -15,6 +15,7 @@ pub mod demo;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod png_io;
 pub mod reference;
 pub mod rng;
 pub mod train;

@@ -20,6 +20,7 @@
 //! them): the worker thread, the `train` command, data loading and the SWD metric in the loop.
 
 pub mod checkpoint;
+pub mod worker;
 
 use serde::{Deserialize, Serialize};
 
@@ -204,6 +205,25 @@ impl<B: Backend> Trainer<B> {
             step: 0,
             images: 0,
         })
+    }
+
+    /// Changes the learning rates (keeping the lazy-regularisation rescaling).
+    pub fn set_lr(&mut self, lr_g: f64, lr_d: f64) {
+        self.cfg.lr_g = lr_g;
+        self.cfg.lr_d = lr_d;
+        self.g_opt.cfg.lr = lr_g * 4.0 / 5.0;
+        let i = self.cfg.r1_interval as f64;
+        self.d_opt.cfg.lr = lr_d * i / (i + 1.0);
+    }
+
+    /// Planar RGB `[n, 3, R, R]` of the EMA generator for latent seeds `seeds` (truncation ψ).
+    pub fn samples(&self, be: &mut B, seeds: &[u64], psi: f32) -> BResult<Vec<f32>> {
+        let z: Vec<f32> = seeds.iter().flat_map(|&s| self.g.latent(s)).collect();
+        let w = self
+            .g
+            .map_truncated(be, &self.g_ema, &z, seeds.len(), psi)?;
+        self.g
+            .render_plan(be, &self.g_ema, &w, seeds.len(), &self.g.training_plan())
     }
 
     fn latents(&mut self) -> Vec<f32> {

@@ -1,0 +1,171 @@
+//! The training worker: events, run folder contents, checkpoint rotation, pause/stop commands,
+//! NaN rollback and resume.
+
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
+use inrgan::backend::BackendKind;
+use inrgan::model::config::ModelConfig;
+use inrgan::train::TrainConfig;
+use inrgan::train::worker::{Command, Event, RunConfig, spawn};
+
+fn synthetic(poison_at: Option<usize>) -> inrgan::train::worker::BatchSource {
+    let mut calls = 0usize;
+    let mut rng = inrgan::rng::Rng::new(3);
+    Box::new(move || {
+        calls += 1;
+        let mut v = rng.uniform_vec(4 * 3 * 16 * 16, -1.0, 1.0);
+        if Some(calls) == poison_at {
+            v[5] = f32::NAN;
+        }
+        Ok(v)
+    })
+}
+
+fn run_cfg(out: std::path::PathBuf, kimg: f64, resume: bool) -> RunConfig {
+    RunConfig {
+        out,
+        model: ModelConfig::preset("tiny").unwrap(),
+        train: TrainConfig {
+            batch: 4,
+            r1_interval: 4,
+            ..TrainConfig::default()
+        },
+        backend: BackendKind::Cpu,
+        kimg,
+        checkpoint_kimg: 0.02,
+        sample_every: 5,
+        keep: 2,
+        resume,
+        sample_seeds: vec![1, 2, 3, 4],
+        metric_samples: 0,
+    }
+}
+
+fn collect(events: &std::sync::mpsc::Receiver<Event>) -> Vec<Event> {
+    let mut v = Vec::new();
+    loop {
+        match events.recv_timeout(Duration::from_secs(120)) {
+            Ok(e) => {
+                let end = matches!(e, Event::Finished { .. } | Event::Failed(_));
+                v.push(e);
+                if end {
+                    return v;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("worker timed out"),
+            Err(RecvTimeoutError::Disconnected) => return v,
+        }
+    }
+}
+
+#[test]
+fn a_run_writes_its_folder_and_resumes() {
+    let dir = std::env::temp_dir().join(format!("inrgan-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let w = spawn(run_cfg(dir.clone(), 0.06, false), synthetic(None), None);
+    let ev = collect(&w.events);
+    w.handle.join().unwrap();
+    assert!(
+        matches!(ev.first(), Some(Event::Started { step: 0, .. })),
+        "{:?}",
+        ev.first()
+    );
+    let steps = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Step { .. }))
+        .count();
+    assert_eq!(steps, 15, "60 images at batch 4");
+    assert!(matches!(
+        ev.last(),
+        Some(Event::Finished {
+            step: 15,
+            images: 60
+        })
+    ));
+    let ckpts: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ckpt-"))
+        .collect();
+    assert_eq!(ckpts.len(), 2, "only the last 2 checkpoints are kept");
+    assert!(dir.join("samples-00000015.png").exists());
+    let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 15);
+    // Resume: continues from step 15 to the new length.
+    let w = spawn(run_cfg(dir.clone(), 0.08, true), synthetic(None), None);
+    let ev = collect(&w.events);
+    w.handle.join().unwrap();
+    assert!(matches!(
+        ev.first(),
+        Some(Event::Started {
+            step: 15,
+            images: 60,
+            ..
+        })
+    ));
+    assert!(matches!(
+        ev.last(),
+        Some(Event::Finished {
+            step: 20,
+            images: 80
+        })
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_nan_rolls_back_to_the_last_checkpoint_with_lower_learning_rates() {
+    let dir = std::env::temp_dir().join(format!("inrgan-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Checkpoints every 20 images (5 steps); the 8th batch holds a NaN.
+    let w = spawn(run_cfg(dir.clone(), 0.04, false), synthetic(Some(8)), None);
+    let ev = collect(&w.events);
+    w.handle.join().unwrap();
+    let warn = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Warning(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("a rollback warning");
+    assert!(
+        warn.contains("rolled back") && warn.contains("ckpt-00000005"),
+        "{warn}"
+    );
+    assert!(
+        matches!(ev.last(), Some(Event::Finished { images: 40, .. })),
+        "{:?}",
+        ev.last()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn pause_and_stop_commands() {
+    let dir = std::env::temp_dir().join(format!("inrgan-cmd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let w = spawn(run_cfg(dir.clone(), 100.0, false), synthetic(None), None);
+    w.commands.send(Command::Pause).unwrap();
+    // Wait for the pause to take effect, then step once and stop.
+    loop {
+        match w.events.recv_timeout(Duration::from_secs(60)).unwrap() {
+            Event::Paused(true) => break,
+            Event::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    w.commands.send(Command::Step).unwrap();
+    w.commands.send(Command::Stop).unwrap();
+    let ev = collect(&w.events);
+    w.handle.join().unwrap();
+    let Some(Event::Finished { step, .. }) = ev.last() else {
+        panic!("{:?}", ev.last())
+    };
+    assert!(*step >= 1, "a single step ran while paused");
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Checkpoint { .. })),
+        "stop saves"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
