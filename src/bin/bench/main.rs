@@ -16,6 +16,7 @@ use inrgan::rng::Rng;
 mod cases;
 mod cpu;
 mod generator;
+mod train;
 
 /// Records one run of a case's GPU work.
 pub type GpuWork = Box<dyn Fn(&mut Recorder) -> GpuResult<()>>;
@@ -85,11 +86,12 @@ fn parse_args() -> Result<Args> {
             "--json" => a.json = it.next().context("--json needs a path")?,
             "-h" | "--help" => {
                 println!(
-                    "bench [--suite kernels|generator|cpu|all] [--filter TEXT] [--reps N] [--no-cpu] \
+                    "bench [--suite kernels|generator|train|cpu|all] [--filter TEXT] [--reps N] [--no-cpu] \
                      [--budget SECONDS] [--json PATH]\n\
                      kernels: every GPU kernel at realistic shapes beside its CPU reference.\n\
                      generator: the generator's forward at 256², 1024², 4096² per preset and \
                      backend (sizes estimated past the budget per frame, default 60 s).\n\
+                     train: training img/s per preset and backend.\n\
                      cpu: the CPU backend's per-pixel products and convolutions."
                 );
                 std::process::exit(0);
@@ -150,6 +152,24 @@ fn main() -> Result<()> {
             }));
         }
     }
+    let mut train_rows = Vec::new();
+    if args.suite == "train" || args.suite == "all" {
+        println!("\ntraining step (G + D phases, lazy R1), random reals:");
+        let presets = [("emoji32", 32), ("emoji64", 32)];
+        let steps = 3;
+        let mut rows = train::run(&mut GpuBackend::new(&ctx), &presets, steps)?;
+        rows.extend(train::run(
+            &mut inrgan::backend::cpu::CpuBackend::new()?,
+            &presets,
+            steps,
+        )?);
+        for r in rows {
+            train_rows.push(serde_json::json!({
+                "preset": r.preset, "backend": r.backend, "batch": r.batch,
+                "img_per_s": r.img_per_s, "steps": r.steps,
+            }));
+        }
+    }
     if args.suite == "cpu" || args.suite == "all" {
         println!("\nCPU backend products:");
         cpu::modlinear()?;
@@ -162,6 +182,7 @@ fn main() -> Result<()> {
         "reps": args.reps,
         "kernels": kernel_rows,
         "generator": gen_rows,
+        "train": train_rows,
     });
     if let Some(dir) = std::path::Path::new(&args.json).parent() {
         std::fs::create_dir_all(dir).ok();
