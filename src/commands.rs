@@ -232,3 +232,193 @@ pub fn info(weights: Option<&Path>, preset: &str) -> Result<String> {
     writeln!(s, "model hash: {}", m.hash)?;
     Ok(s)
 }
+
+/// What `inrgan train` runs.
+#[derive(Clone, Debug)]
+pub struct TrainArgs {
+    pub data: String,
+    pub preset: String,
+    pub out: PathBuf,
+    pub kimg: f64,
+    pub resume: bool,
+    pub batch: usize,
+    pub lr_g: f64,
+    pub lr_d: f64,
+    pub gamma: f32,
+    pub seed: u64,
+    pub backend: BackendKind,
+    pub checkpoint_kimg: f64,
+    pub sample_every: u64,
+    pub mirror: bool,
+}
+
+/// Runs a training to its end (or until `stop` is set, e.g. by Ctrl-C), printing progress
+/// through `on_event`.
+pub fn train(
+    a: &TrainArgs,
+    data: crate::train::worker::BatchSource,
+    metric: Option<crate::train::worker::Metric>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut on_event: impl FnMut(&crate::train::worker::Event),
+) -> Result<()> {
+    use crate::train::worker::{Command, Event, RunConfig, spawn};
+    let model = ModelConfig::preset(&a.preset)?;
+    let run = RunConfig {
+        out: a.out.clone(),
+        model,
+        train: crate::train::TrainConfig {
+            batch: a.batch,
+            lr_g: a.lr_g,
+            lr_d: a.lr_d,
+            r1_gamma: a.gamma,
+            seed: a.seed,
+            ..Default::default()
+        },
+        backend: a.backend,
+        kimg: a.kimg,
+        checkpoint_kimg: a.checkpoint_kimg,
+        sample_every: a.sample_every,
+        keep: 3,
+        resume: a.resume,
+        sample_seeds: (0..16).collect(),
+        metric_samples: 256,
+    };
+    let w = spawn(run, data, metric);
+    let mut stopping = false;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) && !stopping {
+            stopping = true;
+            let _ = w.commands.send(Command::Stop);
+        }
+        match w.events.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(ev) => {
+                on_event(&ev);
+                match ev {
+                    Event::Finished { .. } => break,
+                    Event::Failed(e) => {
+                        let _ = w.handle.join();
+                        bail!("training failed: {e}");
+                    }
+                    _ => {}
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = w.handle.join();
+    Ok(())
+}
+
+/// Real images used by the training metric and `eval`: `n` images of `ds` in a fixed order.
+fn real_subset(ds: &crate::data::Dataset, n: usize, seed: u64) -> Vec<f32> {
+    let order = crate::data::epoch_order(ds.len(), seed, 0);
+    order
+        .iter()
+        .take(n)
+        .flat_map(|&i| ds.image(i).to_vec())
+        .collect()
+}
+
+/// The data source, the SWD metric and a load warning for a training run. On `--resume` the
+/// data sequence continues where the newest checkpoint left it (the batcher's position is a
+/// function of the images consumed).
+pub fn training_data(
+    a: &TrainArgs,
+) -> Result<(
+    crate::train::worker::BatchSource,
+    Option<crate::train::worker::Metric>,
+    Option<String>,
+)> {
+    use crate::data::{Batcher, BatcherState};
+    let model = ModelConfig::preset(&a.preset)?;
+    let r = model.resolution;
+    let (ds, report) = crate::data::Dataset::open(&a.data, r)?;
+    let warning = report.warning(5);
+    let ds = std::sync::Arc::new(ds);
+    let n = ds.len();
+    let mut state = BatcherState::new(a.seed);
+    if a.resume
+        && let Some(ck) = crate::train::worker::latest_checkpoint(&a.out)
+    {
+        let text = std::fs::read_to_string(ck.join("state.ron"))?;
+        let st: crate::train::checkpoint::TrainState = ron::from_str(&text)?;
+        state.epoch = st.images / n as u64;
+        state.position = (st.images % n as u64) as usize;
+    }
+    let mut batcher = Batcher::resume(ds.clone(), a.batch, a.mirror, state)?;
+    let source: crate::train::worker::BatchSource = Box::new(move || {
+        batcher
+            .next_batch()
+            .map(|b| b.images)
+            .map_err(|e| e.to_string())
+    });
+    let reals = crate::metrics::swd::to_u8_range(&real_subset(&ds, 256.min(n), 99));
+    let n_real = 256.min(n);
+    let metric: crate::train::worker::Metric = Box::new(move |fakes, count| {
+        let k = count.min(n_real);
+        let per = 3 * r * r;
+        let fake = crate::metrics::swd::to_u8_range(&fakes[..k * per]);
+        let res = crate::metrics::swd::swd(&reals[..k * per], &fake, k, r, 7)
+            .map_err(|e| e.to_string())?;
+        Ok(("swd_x1e3".to_string(), res.avg))
+    });
+    Ok((source, Some(metric), warning))
+}
+
+/// `inrgan eval`: the SWD between `n` samples of the model and `n` images of `data`.
+pub fn eval(
+    weights: Option<&Path>,
+    preset: &str,
+    data: &str,
+    n: usize,
+    psi: f32,
+    backend: BackendKind,
+) -> Result<String> {
+    let m = load_model(weights, preset)?;
+    let g = &m.generator;
+    let r = g.cfg.resolution;
+    let (ds, report) = crate::data::Dataset::open(data, r)?;
+    if let Some(w) = report.warning(5) {
+        eprintln!("warning: {w}");
+    }
+    let n = n.min(ds.len());
+    let seeds: Vec<u64> = (0..n as u64).map(|i| 1_000_000 + i).collect();
+    let fakes = match backend {
+        BackendKind::Gpu => {
+            let ctx = GpuContext::new()?;
+            samples_with(&mut GpuBackend::new(&ctx), &m, &seeds, psi)?
+        }
+        BackendKind::Cpu => samples_with(
+            &mut crate::backend::cpu::CpuBackend::new()?,
+            &m,
+            &seeds,
+            psi,
+        )?,
+    };
+    let reals = crate::metrics::swd::to_u8_range(&real_subset(&ds, n, 99));
+    let fakes = crate::metrics::swd::to_u8_range(&fakes);
+    let res = crate::metrics::swd::swd(&reals, &fakes, n, r, 7)?;
+    Ok(format!(
+        "{} ({} vs {n} images of {data})\n{res}",
+        m.source, n
+    ))
+}
+
+fn samples_with<B: Backend>(
+    be: &mut B,
+    m: &LoadedModel,
+    seeds: &[u64],
+    psi: f32,
+) -> Result<Vec<f32>> {
+    let g = &m.generator;
+    let p = ParamSet::from_host(be, g.specs(), &m.values)?;
+    let plan = g.training_plan();
+    let mut out = Vec::new();
+    for chunk in seeds.chunks(32) {
+        let z: Vec<f32> = chunk.iter().flat_map(|&s| g.latent(s)).collect();
+        let w = g.map_truncated(be, &p, &z, chunk.len(), psi)?;
+        out.extend(g.render_plan(be, &p, &w, chunk.len(), &plan)?);
+    }
+    Ok(out)
+}

@@ -11,9 +11,11 @@
 pub mod app;
 pub mod backend;
 pub mod commands;
+pub mod data;
 pub mod demo;
 pub mod gpu;
 pub mod kernels;
+pub mod metrics;
 pub mod model;
 pub mod png_io;
 pub mod reference;

@@ -51,6 +51,62 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         tile: usize,
     },
+    /// Train a model on the built-in emoji set (`emoji`, `emoji:animals`, ...) or a folder or zip
+    /// of images. Ctrl-C saves a checkpoint and exits; --resume continues the newest one.
+    Train {
+        /// emoji, emoji:CATEGORY, or a path to a folder or .zip of images.
+        #[arg(long, default_value = "emoji")]
+        data: String,
+        #[arg(long, default_value = "emoji32")]
+        preset: String,
+        /// Run folder (checkpoints, metrics.jsonl, sample grids).
+        #[arg(long)]
+        out: PathBuf,
+        /// Length in thousands of images shown to D.
+        #[arg(long, default_value_t = 100.0)]
+        kimg: f64,
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 0.0025)]
+        lr_g: f64,
+        #[arg(long, default_value_t = 0.0025)]
+        lr_d: f64,
+        /// R1 weight gamma.
+        #[arg(long, default_value_t = 1.0)]
+        gamma: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// cpu, gpu, or auto.
+        #[arg(long, default_value = "auto")]
+        backend: BackendKind,
+        /// Checkpoint and SWD interval in kimg.
+        #[arg(long, default_value_t = 10.0)]
+        checkpoint_kimg: f64,
+        /// Sample grid interval in steps.
+        #[arg(long, default_value_t = 200)]
+        sample_every: u64,
+        /// Turn off x-flip augmentation.
+        #[arg(long)]
+        no_mirror: bool,
+    },
+    /// The sliced Wasserstein distance (ProGAN) between a model's samples and a data set.
+    Eval {
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value = "emoji32")]
+        preset: String,
+        #[arg(long, default_value = "emoji")]
+        data: String,
+        /// Images on each side.
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+        #[arg(long, default_value_t = 1.0)]
+        psi: f32,
+        #[arg(long, default_value = "auto")]
+        backend: BackendKind,
+    },
     /// Print a model's preset, parameter counts and multiply-adds per image.
     Info {
         #[arg(long)]
@@ -84,6 +140,70 @@ fn parse_window(s: &str) -> Result<[f64; 4]> {
         &[x0, y0, x1, y1] if x1 > x0 && y1 > y0 => Ok([x0, y0, x1, y1]),
         _ => bail!("bad window {s:?}: expected x0,y0,x1,y1 with x1 > x0 and y1 > y0"),
     }
+}
+
+fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
+    use inrgan::train::worker::Event;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        eprintln!("\nCtrl-C: saving a checkpoint and stopping...");
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    })
+    .context("installing the Ctrl-C handler")?;
+    let (data, metric, warning) = inrgan::commands::training_data(a)?;
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    let start = std::time::Instant::now();
+    let mut last_swd: Option<f64> = None;
+    let mut last_print = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    inrgan::commands::train(a, data, metric, stop, |ev| match ev {
+        Event::Started {
+            backend,
+            step,
+            images,
+        } => {
+            eprintln!("training on {backend}, from step {step} ({images} images)");
+        }
+        Event::Step {
+            stats,
+            img_per_s,
+            eta_s,
+            progress,
+        } => {
+            if last_print.elapsed().as_millis() >= 250 || *progress >= 1.0 {
+                last_print = std::time::Instant::now();
+                let width = 24;
+                let filled = ((progress.clamp(0.0, 1.0)) * width as f64) as usize;
+                eprint!(
+                    "\r[{}{}] {:5.1}% {:>7} img  {:6.1} img/s  D {:.3} G {:.3}{}  ETA {:.0}s ",
+                    "#".repeat(filled),
+                    ".".repeat(width - filled),
+                    progress * 100.0,
+                    stats.images,
+                    img_per_s,
+                    stats.d_loss,
+                    stats.g_loss,
+                    last_swd.map_or(String::new(), |v| format!("  SWD {v:.1}")),
+                    eta_s
+                );
+            }
+        }
+        Event::Metric { name, value, .. } => {
+            last_swd = Some(*value);
+            eprintln!("\n{name} = {value:.2}");
+        }
+        Event::Checkpoint { path } => eprintln!("\ncheckpoint {}", path.display()),
+        Event::Samples { path, .. } => log::info!("samples {}", path.display()),
+        Event::Warning(w) => eprintln!("\nwarning: {w}"),
+        Event::Paused(_) => {}
+        Event::Finished { step, images } => eprintln!(
+            "\nfinished at step {step}, {images} images, in {:.0}s",
+            start.elapsed().as_secs_f64()
+        ),
+        Event::Failed(e) => eprintln!("\nerror: {e}"),
+    })
 }
 
 /// A one-line progress bar on stderr.
@@ -171,6 +291,52 @@ fn main() -> Result<()> {
                 eprintln!("note: no weights file and no built-in model: rendered {source}");
             }
             println!("wrote {} ({width}x{height}, {source})", out.display());
+            Ok(())
+        }
+        Command::Train {
+            data,
+            preset,
+            out,
+            kimg,
+            resume,
+            batch,
+            lr_g,
+            lr_d,
+            gamma,
+            seed,
+            backend,
+            checkpoint_kimg,
+            sample_every,
+            no_mirror,
+        } => {
+            let args = inrgan::commands::TrainArgs {
+                data,
+                preset,
+                out,
+                kimg,
+                resume,
+                batch,
+                lr_g,
+                lr_d,
+                gamma,
+                seed,
+                backend,
+                checkpoint_kimg,
+                sample_every,
+                mirror: !no_mirror,
+            };
+            train_cli(&args)
+        }
+        Command::Eval {
+            weights,
+            preset,
+            data,
+            n,
+            psi,
+            backend,
+        } => {
+            let r = inrgan::commands::eval(weights.as_deref(), &preset, &data, n, psi, backend)?;
+            println!("{r}");
             Ok(())
         }
         Command::Info { weights, preset } => {

@@ -260,8 +260,12 @@ fn run_loop<B: Backend>(
             }
         }
         if t.images >= total {
-            let p = save(&t, be)?;
-            let _ = tx.send(Event::Checkpoint { path: p });
+            if latest_checkpoint(&run.out).and_then(|p| p.file_name().map(|n| n.to_owned()))
+                != Some(format!("ckpt-{:08}", t.step).into())
+            {
+                let p = save(&t, be)?;
+                let _ = tx.send(Event::Checkpoint { path: p });
+            }
             let _ = tx.send(Event::Finished {
                 step: t.step,
                 images: t.images,
