@@ -63,9 +63,35 @@ fn collect(events: &std::sync::mpsc::Receiver<Event>) -> Vec<Event> {
 fn a_run_writes_its_folder_and_resumes() {
     let dir = std::env::temp_dir().join(format!("inrgan-run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let w = spawn(run_cfg(dir.clone(), 0.06, false), synthetic(None), None);
+    let mut cfg = run_cfg(dir.clone(), 0.06, false);
+    cfg.metric_samples = 4;
+    // A metric that improves, then worsens: the best checkpoint is the second one.
+    let mut calls = 0;
+    let metric: inrgan::train::worker::Metric = Box::new(move |fakes, n| {
+        assert_eq!(fakes.len(), n * 3 * 16 * 16);
+        calls += 1;
+        Ok(("m".into(), [5.0, 3.0, 4.0][(calls - 1).min(2)]))
+    });
+    let w = spawn(cfg, synthetic(None), Some(metric));
     let ev = collect(&w.events);
     w.handle.join().unwrap();
+    let metrics: Vec<f64> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Metric { value, .. } => Some(*value),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(metrics, vec![5.0, 3.0, 4.0]);
+    let best = std::fs::read_to_string(dir.join("best/state.ron")).unwrap();
+    assert!(
+        best.contains("step: 10"),
+        "the best checkpoint is the one at step 10: {best}"
+    );
+    assert!(
+        best.contains("3.0"),
+        "the metric history is in the checkpoint state: {best}"
+    );
     assert!(
         matches!(ev.first(), Some(Event::Started { step: 0, .. })),
         "{:?}",
@@ -91,7 +117,8 @@ fn a_run_writes_its_folder_and_resumes() {
     assert_eq!(ckpts.len(), 2, "only the last 2 checkpoints are kept");
     assert!(dir.join("samples-00000015.png").exists());
     let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 15);
+    assert_eq!(lines.lines().filter(|l| l.contains("g_loss")).count(), 15);
+    assert_eq!(lines.lines().filter(|l| l.contains("\"m\"")).count(), 3);
     // Resume: continues from step 15 to the new length.
     let w = spawn(run_cfg(dir.clone(), 0.08, true), synthetic(None), None);
     let ev = collect(&w.events);

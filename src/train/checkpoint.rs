@@ -22,6 +22,9 @@ pub struct TrainState {
     pub rng: [u64; 4],
     /// Adam step counts of G and D.
     pub adam_t: [u64; 2],
+    /// Metric values so far: (images, name, value).
+    #[serde(default)]
+    pub history: Vec<(u64, String, f64)>,
     pub train: TrainConfig,
     pub model: ModelConfig,
 }
@@ -101,6 +104,7 @@ pub fn save<B: Backend>(t: &Trainer<B>, be: &mut B, dir: &Path) -> Result<PathBu
             images: t.images,
             rng: t.rng.state(),
             adam_t: [t.g_opt.t, t.d_opt.t],
+            history: t.history.clone(),
             train: t.cfg.clone(),
             model: model.clone(),
         };
@@ -162,6 +166,7 @@ pub fn load<B: Backend>(be: &mut B, ckpt: &Path) -> Result<Trainer<B>, TrainErro
     };
     t.g_opt.t = state.adam_t[0];
     t.d_opt.t = state.adam_t[1];
+    t.history = state.history;
     t.step = state.step;
     t.images = state.images;
     t.rng = Rng::from_state(state.rng);

@@ -171,6 +171,8 @@ pub struct Trainer<B: Backend> {
     pub rng: Rng,
     pub step: u64,
     pub images: u64,
+    /// Metric values measured so far: (images, name, value).
+    pub history: Vec<(u64, String, f64)>,
 }
 
 /// Mean of `values`.
@@ -204,6 +206,7 @@ impl<B: Backend> Trainer<B> {
             rng,
             step: 0,
             images: 0,
+            history: Vec::new(),
         })
     }
 

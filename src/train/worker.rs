@@ -1,7 +1,8 @@
 //! A training run on its own thread: the worker owns the backend, the networks and the optimiser
 //! state; a caller (the CLI now, the GUI next) sends [`Command`]s and receives [`Event`]s.
 //!
-//! The run folder holds `ckpt-STEP/` checkpoints (the last `keep` kept), `metrics.jsonl` (one
+//! The run folder holds `ckpt-STEP/` checkpoints (the last `keep` kept, and the best by the
+//! metric copied to `best/`), `metrics.jsonl` (one
 //! JSON object per line: step, images, losses, img/s, and metric values when measured) and
 //! `samples-STEP.png` grids of the EMA generator on fixed seeds. A step whose losses or
 //! gradients are not finite rolls the run back to its last checkpoint, halves both learning
@@ -347,6 +348,7 @@ fn run_loop<B: Backend>(
                     fakes.extend(t.samples(be, chunk, 1.0).map_err(|e| e.to_string())?);
                 }
                 let (name, value) = m(&fakes, seeds.len())?;
+                t.history.push((t.images, name.clone(), value));
                 let _ = append_jsonl(
                     &metrics,
                     &serde_json::json!({"step": t.step, "images": t.images, name.clone(): value}),
@@ -359,7 +361,27 @@ fn run_loop<B: Backend>(
                 });
             }
             let p = save(&t, be)?;
+            // Keep the best checkpoint by the metric as `best/` (lower is better).
+            if let Some(&(_, _, v)) = t.history.last()
+                && t.history.iter().all(|&(_, _, o)| v <= o)
+            {
+                let best = run.out.join("best");
+                let tmp = run.out.join(".best.tmp");
+                let _ = std::fs::remove_dir_all(&tmp);
+                copy_dir(&p, &tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+                let _ = std::fs::remove_dir_all(&best);
+                std::fs::rename(&tmp, &best).map_err(|e| format!("{}: {e}", best.display()))?;
+            }
             let _ = tx.send(Event::Checkpoint { path: p });
         }
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        std::fs::copy(e.path(), to.join(e.file_name()))?;
+    }
+    Ok(())
 }
