@@ -290,17 +290,7 @@ impl Discriminator {
             let t1 = self.conv_act(be, p, &b.conv1, &t0d, batch)?;
             let hd = be.zeros(batch * b.c_in * h2 * h2, "d skip blur")?;
             be.blur_down2x_forward(&h, &hd, batch * b.c_in, r, r)?;
-            let ks = ConvShape {
-                batch,
-                c_in: b.c_in,
-                c_out: b.c_out,
-                height: h2,
-                width: h2,
-                k: 1,
-                stride: 1,
-                w_gain: 1.0 / (b.c_in as f32).sqrt(),
-                b_gain: 1.0,
-            };
+            let ks = self.skip_shape(b, batch);
             let out = be.zeros(ks.y_len(), "d block out")?;
             be.conv2d_forward(&ks, &hd, &p.bufs[b.skip], None, &out)?;
             be.axpby(HALF_SQRT, &t1, HALF_SQRT, &out, ks.y_len())?;
@@ -446,17 +436,7 @@ impl Discriminator {
             be.axpby(HALF_SQRT, &dh, 0.0, &dskip, n_out)?;
             let din = be.zeros(batch * b.c_in * r * r, "dblock in")?;
             // Skip: 1x1 conv of the blurred input.
-            let ks = ConvShape {
-                batch,
-                c_in: b.c_in,
-                c_out: b.c_out,
-                height: h2,
-                width: h2,
-                k: 1,
-                stride: 1,
-                w_gain: 1.0 / (b.c_in as f32).sqrt(),
-                b_gain: 1.0,
-            };
+            let ks = self.skip_shape(b, batch);
             be.conv2d_backward_weight(&ks, &dskip, &bt.hd, &grads.bufs[b.skip], true)?;
             let dhd = be.zeros(batch * b.c_in * h2 * h2, "dhd")?;
             be.conv2d_backward_input(&ks, &dskip, &p.bufs[b.skip], &dhd, false)?;
