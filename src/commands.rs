@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, BackendKind};
 use crate::gpu::GpuContext;
+use crate::latent::LatentSpec;
 use crate::model::config::ModelConfig;
 use crate::model::generator::Generator;
 use crate::model::params::ParamSet;
@@ -30,11 +31,21 @@ pub struct LoadedModel {
     /// What was loaded, for messages ("weights FILE", "preset NAME, random weights").
     pub source: String,
     pub hash: String,
+    /// Facts stored with the weights (images trained on, data set, SWD), if any.
+    pub facts: Vec<(String, String)>,
 }
 
-/// Loads `weights`, else the built-in model, else a randomly initialised `preset` (seed 0).
+/// The preset name that means "the built-in trained model" (random emoji32 weights where a
+/// build does not ship it).
+pub const BUILTIN: &str = "builtin";
+
+/// Loads `weights`; else, for the preset [`BUILTIN`], the built-in model; else a randomly
+/// initialised `preset` (seed 0).
 pub fn load_model(weights: Option<&Path>, preset: &str) -> Result<LoadedModel> {
-    let path = weights.map(Path::to_path_buf).or_else(builtin_weights);
+    let path = weights
+        .map(Path::to_path_buf)
+        .or_else(|| (preset == BUILTIN).then(builtin_weights).flatten());
+    let preset = if preset == BUILTIN { "emoji32" } else { preset };
     if let Some(path) = path {
         let (cfg, _, values) = weights::load(&path, |c| Generator::new(c).specs().to_vec())?;
         return Ok(LoadedModel {
@@ -42,6 +53,7 @@ pub fn load_model(weights: Option<&Path>, preset: &str) -> Result<LoadedModel> {
             values,
             source: format!("weights {}", path.display()),
             hash: weights::file_hash(&path)?,
+            facts: weights::read_facts(&path)?,
         });
     }
     let cfg = ModelConfig::preset(preset)?;
@@ -57,6 +69,7 @@ pub fn load_model(weights: Option<&Path>, preset: &str) -> Result<LoadedModel> {
         values,
         source: format!("preset {preset} with random (untrained) weights"),
         hash: format!("random-{preset}"),
+        facts: Vec::new(),
     })
 }
 
@@ -74,6 +87,13 @@ pub struct Recipe {
     pub height: usize,
     /// x0, y0, x1, y1.
     pub window: [f64; 4],
+    /// The explorer's latent (anchors, interpolation, mixing); when present it replaces `seed`
+    /// and `psi`.
+    #[serde(default)]
+    pub latent: Option<LatentSpec>,
+    /// Scale levels evaluated (the early exit); `None`: all.
+    #[serde(default)]
+    pub levels: Option<usize>,
 }
 
 /// The recipe stored in a PNG written by [`render`].
@@ -107,25 +127,64 @@ pub struct RenderArgs {
     pub out: PathBuf,
     pub backend: BackendKind,
     pub tile: usize,
+    /// The explorer's latent; replaces `seed` and `psi` when given.
+    pub latent: Option<LatentSpec>,
+    /// Scale levels evaluated (`None`: all).
+    pub levels: Option<usize>,
 }
 
+impl RenderArgs {
+    /// The arguments that make `recipe` again into `out`.
+    pub fn from_recipe(r: &Recipe, weights: Option<PathBuf>, out: PathBuf) -> Self {
+        Self {
+            weights,
+            preset: BUILTIN.into(),
+            seed: r.seed,
+            psi: r.psi,
+            width: r.width,
+            height: r.height,
+            window: r.window,
+            out,
+            backend: BackendKind::auto(),
+            tile: 256,
+            latent: r.latent.clone(),
+            levels: r.levels,
+        }
+    }
+}
+
+/// The render was cancelled by its progress callback.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
 /// Renders to a PNG, streaming strips of tiles so that memory stays bounded at any size.
-pub fn render(a: &RenderArgs, mut progress: impl FnMut(f64)) -> Result<String> {
+/// `progress(fraction)` returns false to cancel (the partial file is removed).
+pub fn render(a: &RenderArgs, progress: impl FnMut(f64) -> bool) -> Result<String> {
     let m = load_model(a.weights.as_deref(), &a.preset)?;
+    render_model(&m, a, progress)?;
+    Ok(m.source)
+}
+
+/// [`render`] with a model already in memory (`a.weights` and `a.preset` are not read).
+pub fn render_model(
+    m: &LoadedModel,
+    a: &RenderArgs,
+    mut progress: impl FnMut(f64) -> bool,
+) -> Result<()> {
     let [x0, y0, x1, y1] = a.window;
     let win = [x0, x1, y0, y1];
     match a.backend {
         BackendKind::Gpu => {
             let ctx = GpuContext::new()?;
             let mut be = GpuBackend::new(&ctx);
-            render_with(&mut be, &m, a, win, &mut progress)?;
+            render_with(&mut be, m, a, win, &mut progress)
         }
         BackendKind::Cpu => {
             let mut be = crate::backend::cpu::CpuBackend::new()?;
-            render_with(&mut be, &m, a, win, &mut progress)?;
+            render_with(&mut be, m, a, win, &mut progress)
         }
     }
-    Ok(m.source)
 }
 
 fn render_with<B: Backend>(
@@ -133,63 +192,107 @@ fn render_with<B: Backend>(
     m: &LoadedModel,
     a: &RenderArgs,
     win: [f64; 4],
-    progress: &mut impl FnMut(f64),
+    progress: &mut impl FnMut(f64) -> bool,
 ) -> Result<()> {
     let g = &m.generator;
-    let p = ParamSet::from_host(be, g.specs(), &m.values)?;
-    let z = g.latent(a.seed);
-    let w = g.map_truncated(be, &p, &z, 1, a.psi)?;
     let (width, height) = (a.width, a.height);
     if width == 0 || height == 0 {
         bail!("the output size must be positive");
     }
+    let levels = a.levels.unwrap_or(g.cfg.levels.len());
+    if levels == 0 || levels > g.cfg.levels.len() {
+        bail!(
+            "{levels} scale levels asked of a model with {}",
+            g.cfg.levels.len()
+        );
+    }
+    let p = ParamSet::from_host(be, g.specs(), &m.values)?;
+    let spec = a
+        .latent
+        .clone()
+        .unwrap_or_else(|| LatentSpec::seed(a.seed, a.psi));
+    let ws = spec.level_ws(g, be, &p)?;
     let tmp = a.out.with_extension("png.tmp");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
-    enc.set_color(png::ColorType::Rgba);
-    enc.set_depth(png::BitDepth::Eight);
-    let recipe = Recipe {
-        model: m.hash.clone(),
-        seed: a.seed,
-        psi: a.psi,
-        width,
-        height,
-        window: a.window,
-    };
-    let text = ron::to_string(&recipe).context("serialising the recipe")?;
-    enc.add_text_chunk(RECIPE_KEY.into(), text)?;
-    enc.add_text_chunk("inrgan.model".into(), m.hash.clone())?;
-    let mut writer = enc.write_header()?;
-    let mut stream = writer.stream_writer()?;
-    let tile = a.tile.max(16);
-    let mut strip = vec![0u8; width * tile * 4];
-    let total = width.div_ceil(tile) * height.div_ceil(tile);
-    let mut done = 0;
-    for r0 in (0..height).step_by(tile) {
-        let rows = tile.min(height - r0);
-        for c0 in (0..width).step_by(tile) {
-            let cols = tile.min(width - c0);
-            let plan = g.tile_plan(win, width, height, c0..c0 + cols, r0..r0 + rows)?;
-            let rgb = g.render_plan(be, &p, &w, 1, &plan)?;
-            let n = cols * rows;
-            for y in 0..rows {
-                for x in 0..cols {
-                    let o = (y * width + c0 + x) * 4;
-                    for c in 0..3 {
-                        strip[o + c] = quantize(rgb[c * n + y * cols + x]);
+    let result = (|| -> Result<()> {
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        let recipe = Recipe {
+            model: m.hash.clone(),
+            seed: a.seed,
+            psi: spec.psi,
+            width,
+            height,
+            window: a.window,
+            latent: a.latent.clone(),
+            levels: a.levels,
+        };
+        let text = ron::to_string(&recipe).context("serialising the recipe")?;
+        enc.add_text_chunk(RECIPE_KEY.into(), text)?;
+        enc.add_text_chunk("inrgan.model".into(), m.hash.clone())?;
+        let mut writer = enc.write_header()?;
+        let mut stream = writer.stream_writer()?;
+        let tile = a.tile.max(16);
+        let mut strip = vec![0u8; width * tile * 4];
+        let total = width.div_ceil(tile) * height.div_ceil(tile);
+        let mut done = 0;
+        for r0 in (0..height).step_by(tile) {
+            let rows = tile.min(height - r0);
+            for c0 in (0..width).step_by(tile) {
+                let cols = tile.min(width - c0);
+                let plan =
+                    g.partial_tile_plan(win, width, height, c0..c0 + cols, r0..r0 + rows, levels)?;
+                let rgb = g.render_plan_levels(be, &p, &ws, &plan)?;
+                let n = cols * rows;
+                for y in 0..rows {
+                    for x in 0..cols {
+                        let o = (y * width + c0 + x) * 4;
+                        for c in 0..3 {
+                            strip[o + c] = quantize(rgb[c * n + y * cols + x]);
+                        }
+                        strip[o + 3] = 255;
                     }
-                    strip[o + 3] = 255;
+                }
+                done += 1;
+                if !progress(done as f64 / total as f64) {
+                    return Err(Cancelled.into());
                 }
             }
-            done += 1;
-            progress(done as f64 / total as f64);
+            stream.write_all(&strip[..rows * width * 4])?;
         }
-        stream.write_all(&strip[..rows * width * 4])?;
+        stream.finish()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            std::fs::rename(&tmp, &a.out).with_context(|| format!("writing {}", a.out.display()))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e).with_context(|| format!("rendering {}", a.out.display()))
+        }
     }
-    stream.finish()?;
-    std::fs::rename(&tmp, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
-    Ok(())
+}
+
+/// Planar RGB `[n, 3, size, size]` of the training square for `n` latents (a seed grid or the
+/// frames of a walk), on the host.
+pub fn render_latents<B: Backend>(
+    be: &mut B,
+    m: &LoadedModel,
+    latents: &[LatentSpec],
+    size: usize,
+) -> Result<Vec<f32>> {
+    let g = &m.generator;
+    let p = ParamSet::from_host(be, g.specs(), &m.values)?;
+    let plan = g.window_plan(crate::model::generator::TRAINING_WINDOW, size, size)?;
+    let mut out = Vec::with_capacity(latents.len() * 3 * size * size);
+    for l in latents {
+        let ws = l.level_ws(g, be, &p)?;
+        out.extend(g.render_plan_levels(be, &p, &ws, &plan)?);
+    }
+    Ok(out)
 }
 
 /// `inrgan info`: preset, parameter counts per part, multiply-adds per image.
@@ -261,28 +364,8 @@ pub fn train(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     mut on_event: impl FnMut(&crate::train::worker::Event),
 ) -> Result<()> {
-    use crate::train::worker::{Command, Event, RunConfig, spawn};
-    let model = ModelConfig::preset(&a.preset)?;
-    let run = RunConfig {
-        out: a.out.clone(),
-        model,
-        train: crate::train::TrainConfig {
-            batch: a.batch,
-            lr_g: a.lr_g,
-            lr_d: a.lr_d,
-            r1_gamma: a.gamma,
-            seed: a.seed,
-            ..Default::default()
-        },
-        backend: a.backend,
-        kimg: a.kimg,
-        checkpoint_kimg: a.checkpoint_kimg,
-        sample_every: a.sample_every,
-        keep: 3,
-        resume: a.resume,
-        sample_seeds: (0..16).collect(),
-        metric_samples: 256,
-    };
+    use crate::train::worker::{Command, Event, spawn};
+    let run = run_config(a)?;
     let w = spawn(run, data, metric);
     let mut stopping = false;
     loop {
@@ -308,6 +391,31 @@ pub fn train(
     }
     let _ = w.handle.join();
     Ok(())
+}
+
+/// The worker's configuration for `a` (shared by `inrgan train` and the window).
+pub fn run_config(a: &TrainArgs) -> Result<crate::train::worker::RunConfig> {
+    let model = ModelConfig::preset(&a.preset)?;
+    Ok(crate::train::worker::RunConfig {
+        out: a.out.clone(),
+        model,
+        train: crate::train::TrainConfig {
+            batch: a.batch,
+            lr_g: a.lr_g,
+            lr_d: a.lr_d,
+            r1_gamma: a.gamma,
+            seed: a.seed,
+            ..Default::default()
+        },
+        backend: a.backend,
+        kimg: a.kimg,
+        checkpoint_kimg: a.checkpoint_kimg,
+        sample_every: a.sample_every,
+        keep: 3,
+        resume: a.resume,
+        sample_seeds: (0..16).collect(),
+        metric_samples: 256,
+    })
 }
 
 /// Real images used by the training metric and `eval`: `n` images of `ds` in a fixed order.

@@ -25,12 +25,21 @@ enum Command {
     Gpu,
     /// Render one latent to a PNG, at any size and for any window of the plane.
     Render {
-        /// Weights file (*.safetensors); default: the built-in model, else random weights.
+        /// Weights file (*.safetensors); default: the built-in model.
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Preset for random weights when there is no weights file.
-        #[arg(long, default_value = "emoji32")]
+        /// `builtin` (the shipped model), or a preset (tiny, emoji32, ...) with random weights
+        /// when there is no weights file.
+        #[arg(long, default_value = "builtin")]
         preset: String,
+        /// Make again the PNG written by `render` or the explorer's export: its recipe (latent,
+        /// window, size) replaces the options below; the weights come from --weights or the
+        /// built-in model and must match the recipe's hash.
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Scale levels evaluated (the early exit; default all).
+        #[arg(long)]
+        levels: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Truncation psi (1 = none).
@@ -95,7 +104,8 @@ enum Command {
     Eval {
         #[arg(long)]
         weights: Option<PathBuf>,
-        #[arg(long, default_value = "emoji32")]
+        /// `builtin` (the shipped model) or a preset with random weights.
+        #[arg(long, default_value = "builtin")]
         preset: String,
         #[arg(long, default_value = "emoji")]
         data: String,
@@ -111,7 +121,8 @@ enum Command {
     Info {
         #[arg(long)]
         weights: Option<PathBuf>,
-        #[arg(long, default_value = "emoji32")]
+        /// `builtin` (the shipped model) or a preset with random weights.
+        #[arg(long, default_value = "builtin")]
         preset: String,
     },
 }
@@ -197,7 +208,7 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
         Event::Checkpoint { path } => eprintln!("\ncheckpoint {}", path.display()),
         Event::Samples { path, .. } => log::info!("samples {}", path.display()),
         Event::Warning(w) => eprintln!("\nwarning: {w}"),
-        Event::Paused(_) => {}
+        Event::Paused(_) | Event::Weights { .. } => {}
         Event::Finished { step, images } => eprintln!(
             "\nfinished at step {step}, {images} images, in {:.0}s",
             start.elapsed().as_secs_f64()
@@ -265,6 +276,8 @@ fn main() -> Result<()> {
         Command::Render {
             weights,
             preset,
+            recipe,
+            levels,
             seed,
             psi,
             size,
@@ -273,24 +286,57 @@ fn main() -> Result<()> {
             backend,
             tile,
         } => {
-            let (width, height) = parse_size(&size)?;
-            let args = inrgan::commands::RenderArgs {
-                weights,
-                preset,
-                seed,
-                psi,
-                width,
-                height,
-                window: parse_window(&window)?,
-                out: out.clone(),
-                backend,
-                tile,
+            let args = match recipe {
+                Some(from) => {
+                    let r = inrgan::commands::read_recipe(&from)?;
+                    let m = inrgan::commands::load_model(weights.as_deref(), &preset)?;
+                    if m.hash != r.model {
+                        bail!(
+                            "{} was made with model {}, but {} has hash {}",
+                            from.display(),
+                            r.model,
+                            m.source,
+                            m.hash
+                        );
+                    }
+                    let mut a = inrgan::commands::RenderArgs::from_recipe(&r, weights, out.clone());
+                    a.preset = preset;
+                    a.backend = backend;
+                    a.tile = tile;
+                    a
+                }
+                None => {
+                    let (width, height) = parse_size(&size)?;
+                    inrgan::commands::RenderArgs {
+                        weights,
+                        preset,
+                        seed,
+                        psi,
+                        width,
+                        height,
+                        window: parse_window(&window)?,
+                        out: out.clone(),
+                        backend,
+                        tile,
+                        latent: None,
+                        levels,
+                    }
+                }
             };
-            let source = inrgan::commands::render(&args, progress_bar("render"))?;
+            let mut bar = progress_bar("render");
+            let source = inrgan::commands::render(&args, |f| {
+                bar(f);
+                true
+            })?;
             if source.contains("random") {
                 eprintln!("note: no weights file and no built-in model: rendered {source}");
             }
-            println!("wrote {} ({width}x{height}, {source})", out.display());
+            println!(
+                "wrote {} ({}x{}, {source})",
+                out.display(),
+                args.width,
+                args.height
+            );
             Ok(())
         }
         Command::Train {

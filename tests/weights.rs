@@ -121,9 +121,15 @@ fn render_command_writes_a_png_with_its_recipe() {
         out: out.clone(),
         backend: inrgan::backend::BackendKind::Gpu,
         tile: 16,
+        latent: None,
+        levels: None,
     };
     let mut last = 0.0;
-    inrgan::commands::render(&args, |f| last = f).unwrap();
+    inrgan::commands::render(&args, |f| {
+        last = f;
+        true
+    })
+    .unwrap();
     assert_eq!(last, 1.0);
     let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
     let reader = dec.read_info().unwrap();

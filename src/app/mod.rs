@@ -1,21 +1,77 @@
-//! The explorer window (eframe/egui): the one module that knows both egui and the GPU layer.
+//! The explorer window (eframe/egui), the one module that knows both egui and the engine.
 //!
 //! eframe creates the wgpu device with [`crate::gpu::device_descriptor`] (the adapter's own
-//! limits) on the adapter [`crate::gpu::choose_adapter`] picks; the app wraps that same device in
-//! a [`GpuContext`], so the kernels write straight into a texture that egui draws.
+//! limits) on the adapter [`crate::gpu::choose_adapter`] picks. On the GPU backend the viewport's
+//! render thread wraps that same device, so the kernels write straight into a texture that egui
+//! draws; on the CPU backend (the faster one on software adapters such as lavapipe) it hands
+//! back pixels. Each panel is a small struct with a `ui` method:
+//! - [`viewport`]: pan/zoom, preview while moving, refine when idle ([`render`] is its thread);
+//! - [`latent`]: anchors, interpolation, truncation, style mixing, animation;
+//! - [`training`]: a training worker's settings, controls, curves and samples;
+//! - [`model`]: open/save weights and the model's facts;
+//! - [`export`]: PNGs of any size, seed grids, walk frames.
 
+pub mod export;
+pub mod latent;
+pub mod model;
+pub mod render;
+pub mod training;
+pub mod viewport;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use eframe::egui_wgpu;
+use serde::{Deserialize, Serialize};
 
-use crate::demo::{DemoInr, View};
-use crate::gpu::{GpuContext, GpuError, GpuOptions, Recorder};
+use crate::backend::BackendKind;
+use crate::commands::{BUILTIN, LoadedModel};
+use crate::gpu::{AdapterSummary, GpuContext, GpuError, GpuOptions};
+use crate::model::generator::Generator;
+use export::{ExportInput, ExportPanel, ExportSettings};
+use latent::LatentPanel;
+use model::{ModelAction, ModelPanel};
+use render::RenderService;
+use training::{TrainAction, TrainSettings, TrainingPanel};
+use viewport::{View, Viewport};
 
-/// Side of the square texture the viewport renders into.
-const RENDER_SIZE: u32 = 256;
+/// How the window starts.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// Weights to open (default: the last model, else the built-in one).
+    pub weights: Option<PathBuf>,
+    /// `builtin` or a preset with random weights.
+    pub preset: String,
+    pub backend: BackendKind,
+    /// Hide adapter names, timings and counters (for snapshots).
+    pub stable: bool,
+    /// Restore and save the UI state between runs.
+    pub persist: bool,
+    /// Folder for training runs (default `runs/explorer`).
+    pub run_dir: Option<PathBuf>,
+}
 
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            weights: None,
+            preset: BUILTIN.into(),
+            backend: BackendKind::auto(),
+            stable: false,
+            persist: true,
+            run_dir: None,
+        }
+    }
+}
+
+/// Opens the window with the default options.
 pub fn run() -> Result<()> {
+    run_with(AppOptions::default())
+}
+
+pub fn run_with(app_opts: AppOptions) -> Result<()> {
     let opts = GpuOptions::from_env();
     if crate::gpu::enumerate_adapters(&opts).is_empty() {
         return Err(GpuError::NoAdapter {
@@ -33,7 +89,7 @@ pub fn run() -> Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("INR-GAN Explorer")
-            .with_inner_size([1100.0, 720.0]),
+            .with_inner_size([1280.0, 820.0]),
         wgpu_options: egui_wgpu::WgpuConfiguration {
             wgpu_setup: setup.into(),
             ..Default::default()
@@ -43,237 +99,460 @@ pub fn run() -> Result<()> {
     eframe::run_native(
         "INR-GAN Explorer",
         options,
-        Box::new(|cc| Ok(Box::new(ExplorerApp::new(cc)?))),
+        Box::new(move |cc| Ok(Box::new(ExplorerApp::new(cc, app_opts)?))),
     )
     .map_err(|e| anyhow!("the window failed: {e}"))
 }
 
-/// The window's state.
-pub struct ExplorerApp {
-    gpu: Arc<GpuContext>,
-    demo: DemoInr,
-    texture: wgpu::Texture,
-    texture_id: egui::TextureId,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tab {
+    #[default]
+    Latent,
+    Training,
+    Model,
+    Export,
+}
+
+/// What persists between runs.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Saved {
     view: View,
-    seed: u64,
-    /// The view or seed changed since the texture was last rendered.
-    dirty: bool,
-    /// Submit-to-completion time of the last render, written by the queue's completion callback
-    /// (the UI thread never waits for the GPU).
-    last_gpu_ms: Arc<std::sync::Mutex<Option<f64>>>,
-    error: Option<String>,
+    hide_square: bool,
+    latent: LatentPanel,
+    tab: Tab,
+    export: ExportSettings,
+    train: TrainSettings,
+    recent: Vec<String>,
+    model_path: Option<String>,
+}
+
+pub struct ExplorerApp {
+    opts: AppOptions,
+    model: Arc<LoadedModel>,
+    model_path: Option<String>,
+    model_version: u64,
+    viewport: Viewport,
+    latent: LatentPanel,
+    training: TrainingPanel,
+    model_panel: ModelPanel,
+    export: ExportPanel,
+    tab: Tab,
+    errors: Vec<String>,
+    backend: BackendKind,
+    adapter: Option<AdapterSummary>,
+    ui_ms: f64,
+    last_frame: Instant,
 }
 
 impl ExplorerApp {
     pub fn new(
         cc: &eframe::CreationContext<'_>,
+        opts: AppOptions,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let rs = cc
-            .wgpu_render_state
-            .as_ref()
-            .ok_or("the window has no wgpu renderer")?;
-        let gpu = Arc::new(GpuContext::from_device(
-            rs.adapter.clone(),
-            rs.device.clone(),
-            rs.queue.clone(),
-        ));
-        let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("viewport"),
-            size: wgpu::Extent3d {
-                width: RENDER_SIZE,
-                height: RENDER_SIZE,
-                depth_or_array_layers: 1,
+        let saved: Saved = if opts.persist {
+            cc.storage
+                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                .unwrap_or_default()
+        } else {
+            Saved::default()
+        };
+        let mut errors = Vec::new();
+        let explicit = opts.weights.clone();
+        let remembered = saved.model_path.as_ref().map(PathBuf::from);
+        let (model, model_path) = match explicit.or(remembered) {
+            Some(p) => match crate::commands::load_model(Some(&p), &opts.preset) {
+                Ok(m) => (m, Some(p.display().to_string())),
+                Err(e) => {
+                    errors.push(format!("{e:#}; opened the built-in model instead"));
+                    (crate::commands::load_model(None, &opts.preset)?, None)
+                }
             },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba8Unorm,
-            usage: wgpu::TextureUsages::STORAGE_BINDING
-                | wgpu::TextureUsages::TEXTURE_BINDING
-                | wgpu::TextureUsages::COPY_SRC,
-            view_formats: &[],
+            None => (crate::commands::load_model(None, &opts.preset)?, None),
+        };
+        let model = Arc::new(model);
+        let rs = cc.wgpu_render_state.as_ref();
+        let gpu = rs.map(|rs| {
+            Arc::new(GpuContext::from_device(
+                rs.adapter.clone(),
+                rs.device.clone(),
+                rs.queue.clone(),
+            ))
         });
-        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        let texture_id = rs.renderer.write().register_native_texture(
-            &rs.device,
-            &view,
-            wgpu::FilterMode::Nearest,
-        );
-        let seed = 1;
-        let demo = DemoInr::new(&gpu, seed, RENDER_SIZE as usize)?;
+        let adapter = gpu.as_ref().map(|g| g.summary().clone());
+        // The viewport's backend: the GPU only with the window's device.
+        let backend = match (opts.backend, &gpu) {
+            (BackendKind::Gpu, Some(_)) => BackendKind::Gpu,
+            _ => BackendKind::Cpu,
+        };
+        let ctx = cc.egui_ctx.clone();
+        let service = RenderService::spawn(backend, gpu, move || ctx.request_repaint());
+        service.set_model(1, model.clone());
+        let viewport = Viewport::new(service, saved.view, !saved.hide_square);
+        let mut train = saved.train;
+        if let Some(d) = &opts.run_dir {
+            train.out = d.display().to_string();
+        }
+        let mut model_panel = ModelPanel::default();
+        model_panel.recent = saved.recent;
+        if let Some(p) = &model_path {
+            model_panel.open_path = p.clone();
+        }
         Ok(Self {
-            gpu,
-            demo,
-            texture,
-            texture_id,
-            view: View::default(),
-            seed,
-            dirty: true,
-            last_gpu_ms: Arc::new(std::sync::Mutex::new(None)),
-            error: None,
+            training: TrainingPanel::new(train, opts.backend),
+            export: ExportPanel::new(saved.export),
+            latent: saved.latent,
+            tab: saved.tab,
+            opts,
+            model,
+            model_path,
+            model_version: 1,
+            viewport,
+            model_panel,
+            errors,
+            backend,
+            adapter,
+            ui_ms: 0.0,
+            last_frame: Instant::now(),
         })
     }
 
-    fn render(&mut self) {
-        let mut rec = Recorder::new(&self.gpu, "viewport");
-        let start = std::time::Instant::now();
-        let result = self
-            .demo
-            .record(&mut rec, &self.view, &self.texture)
-            .and_then(|_| rec.submit());
-        match result {
-            Ok(()) => {
-                let slot = self.last_gpu_ms.clone();
-                self.gpu.queue.on_submitted_work_done(move || {
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(start.elapsed().as_secs_f64() * 1e3);
-                    }
-                });
-                self.error = None;
-            }
-            Err(e) => self.error = Some(e.to_string()),
-        }
-        self.dirty = false;
+    // ---- queries (tests and the status line) ----
+
+    /// The hash of the model shown ("random-PRESET" for random weights).
+    pub fn model_hash(&self) -> &str {
+        &self.model.hash
+    }
+    pub fn errors(&self) -> &[String] {
+        &self.errors
+    }
+    pub fn viewport(&self) -> &Viewport {
+        &self.viewport
+    }
+    pub fn training_step(&self) -> u64 {
+        self.training.status.step
+    }
+    pub fn training_running(&self) -> bool {
+        self.training.is_running()
+    }
+    pub fn training_paused(&self) -> bool {
+        self.training.status.paused
+    }
+    pub fn export_result(&self) -> Option<&Result<String, String>> {
+        self.export.last.as_ref()
+    }
+    pub fn export_settings_mut(&mut self) -> &mut ExportSettings {
+        &mut self.export.settings
+    }
+    pub fn training_settings_mut(&mut self) -> &mut TrainSettings {
+        &mut self.training.settings
+    }
+    pub fn model_open_path_mut(&mut self) -> &mut String {
+        &mut self.model_panel.open_path
+    }
+    pub fn set_tab(&mut self, tab: Tab) {
+        self.tab = tab;
     }
 
-    fn reseed(&mut self, seed: u64) {
-        self.seed = seed;
-        match DemoInr::new(&self.gpu, seed, RENDER_SIZE as usize) {
-            Ok(d) => self.demo = d,
-            Err(e) => self.error = Some(e.to_string()),
+    fn set_model(&mut self, m: LoadedModel, path: Option<String>) {
+        self.model = Arc::new(m);
+        self.model_path = path;
+        self.model_version += 1;
+        self.viewport
+            .service()
+            .set_model(self.model_version, self.model.clone());
+    }
+
+    /// Opens a weights file; on failure the current model stays and the error is shown.
+    pub fn open_weights(&mut self, path: &Path) {
+        match crate::commands::load_model(Some(path), BUILTIN) {
+            Ok(m) => {
+                let p = path.display().to_string();
+                self.model_panel.remember(&p);
+                self.model_panel.open_path = p.clone();
+                self.set_model(m, Some(p));
+            }
+            Err(e) => self.errors.push(format!(
+                "could not open {}: {e:#} (the current model stays)",
+                path.display()
+            )),
         }
-        self.dirty = true;
+    }
+
+    fn model_action(&mut self, a: ModelAction) {
+        match a {
+            ModelAction::Open(p) => self.open_weights(&p),
+            ModelAction::Builtin => match crate::commands::load_model(None, BUILTIN) {
+                Ok(m) => self.set_model(m, None),
+                Err(e) => self.errors.push(format!("{e:#}")),
+            },
+            ModelAction::Save(p) => {
+                let g = &self.model.generator;
+                let mut facts = self.model.facts.clone();
+                facts.retain(|(k, _)| k != "source");
+                facts.push(("source".into(), self.model.source.clone()));
+                match crate::model::weights::save_with(
+                    &p,
+                    &g.cfg,
+                    g.specs(),
+                    &self.model.values,
+                    &facts,
+                ) {
+                    Ok(()) => {
+                        let s = p.display().to_string();
+                        self.model_panel.remember(&s);
+                        self.export.last = None;
+                        self.errors.retain(|e| !e.starts_with("saving"));
+                        log::info!("saved {s}");
+                    }
+                    Err(e) => self.errors.push(format!("saving {}: {e}", p.display())),
+                }
+            }
+        }
+    }
+
+    fn train_actions(&mut self, actions: Vec<TrainAction>) {
+        for a in actions {
+            match a {
+                TrainAction::Error(e) => self.errors.push(e),
+                TrainAction::Weights {
+                    step,
+                    images,
+                    values,
+                } => {
+                    let Some(cfg) = self.training.model.clone() else {
+                        continue;
+                    };
+                    let m = LoadedModel {
+                        generator: Generator::new(&cfg),
+                        values,
+                        source: format!(
+                            "training run {} (step {step})",
+                            self.training.settings.out
+                        ),
+                        hash: format!("training-{}-step-{step}", cfg.name),
+                        facts: vec![("images trained".into(), images.to_string())],
+                    };
+                    self.set_model(m, None);
+                }
+            }
+        }
+    }
+
+    fn dropped_files(&mut self, ui: &egui::Ui) {
+        let dropped = ui.input(|i| i.raw.dropped_files.clone());
+        for f in dropped {
+            let path = f.path().to_path_buf();
+            if path.as_os_str().is_empty() {
+                continue;
+            }
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if ext == "safetensors" {
+                self.open_weights(&path);
+                self.tab = Tab::Model;
+            } else if path.is_dir() || ext == "zip" {
+                self.training.settings.data = path.display().to_string();
+                self.tab = Tab::Training;
+            } else {
+                self.errors.push(format!(
+                    "{}: drop a .safetensors model, or a folder or .zip of images",
+                    path.display()
+                ));
+            }
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.strong("INR-GAN Explorer");
+            ui.separator();
+            let backend = match self.backend {
+                BackendKind::Gpu => "GPU backend",
+                BackendKind::Cpu => "CPU backend",
+            };
+            if self.opts.stable {
+                ui.label(backend);
+            } else {
+                let adapter = self
+                    .adapter
+                    .as_ref()
+                    .map_or("no adapter".to_string(), |a| a.to_string());
+                ui.label(format!("{backend} · adapter: {adapter}"));
+                if self.adapter.as_ref().is_some_and(|a| a.is_cpu) {
+                    ui.colored_label(
+                        egui::Color32::from_rgb(230, 160, 40),
+                        "software adapter: the viewport renders on the CPU backend",
+                    );
+                }
+                ui.separator();
+                let render =
+                    self.viewport
+                        .last_render()
+                        .map_or(String::new(), |(ms, preview, side)| {
+                            format!(
+                                " · render {ms:.1} ms ({side}² {})",
+                                if preview { "preview" } else { "full" }
+                            )
+                        });
+                ui.label(format!("UI {:.1} ms{render}", self.ui_ms));
+            }
+        });
     }
 
     fn side_panel(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Random INR");
-        ui.label(
-            "An untrained coordinate MLP evaluated by the WGSL kernels: \
-             Fourier coordinate embeddings, modulated linear layers, leaky ReLU.",
-        );
-        ui.separator();
-        let mut seed = self.seed;
         ui.horizontal(|ui| {
-            ui.label("Seed");
-            if ui
-                .add(egui::DragValue::new(&mut seed).range(0..=u32::MAX as u64))
-                .on_hover_text("Seed of the random weights")
-                .changed()
-            {
-                self.reseed(seed);
-            }
-            if ui
-                .button("Randomize")
-                .on_hover_text("Draw new random weights")
-                .clicked()
-            {
-                let s = crate::rng::Rng::new(self.seed ^ 0x5eed).below(1 << 32);
-                self.reseed(s);
+            for (t, name) in [
+                (Tab::Latent, "Latent"),
+                (Tab::Training, "Training"),
+                (Tab::Model, "Model"),
+                (Tab::Export, "Export"),
+            ] {
+                ui.selectable_value(&mut self.tab, t, name);
             }
         });
-        if ui
-            .button("Reset view")
-            .on_hover_text("Back to the square [-1, 1]^2 (also: double-click the image)")
-            .clicked()
-        {
-            self.view = View::default();
-            self.dirty = true;
-        }
         ui.separator();
-        ui.label(format!(
-            "window: x {:.3} .. {:.3}, y {:.3} .. {:.3}",
-            self.view.x0(),
-            self.view.x1(),
-            self.view.y0(),
-            self.view.y1()
-        ));
-        ui.label(format!("render: {RENDER_SIZE} x {RENDER_SIZE} px"));
-        // Completion callbacks run during a non-blocking poll.
-        let _ = self.gpu.device.poll(wgpu::PollType::Poll);
-        if let Some(ms) = self.last_gpu_ms.lock().ok().and_then(|s| *s) {
-            ui.label(format!(
-                "last render: {ms:.1} ms (submit to GPU completion)"
-            ));
-        }
-        ui.label("Drag to pan, scroll to zoom about the cursor.");
+        egui::ScrollArea::vertical().show(ui, |ui| match self.tab {
+            Tab::Latent => {
+                let res: Vec<usize> = self
+                    .model
+                    .generator
+                    .cfg
+                    .levels
+                    .iter()
+                    .map(|l| l.res)
+                    .collect();
+                self.latent.ui(ui, &res);
+                ui.separator();
+                let mut show = self.viewport.show_square;
+                ui.checkbox(&mut show, "Outline the training square")
+                    .on_hover_text("The square [-1, 1]² the generator was trained on");
+                self.viewport.show_square = show;
+                if ui
+                    .button("Reset view")
+                    .on_hover_text("Back to the training square (also: double-click the image)")
+                    .clicked()
+                {
+                    self.viewport.view = View::default();
+                }
+                ui.horizontal(|ui| {
+                    for (label, half) in [("Zoom out 8x", 8.0), ("Zoom in 8x", 0.125)] {
+                        if ui
+                            .button(label)
+                            .on_hover_text("Extrapolation: zoom out; superresolution: zoom in")
+                            .clicked()
+                        {
+                            self.viewport.view.half = half;
+                        }
+                    }
+                });
+            }
+            Tab::Training => {
+                let a = self.training.ui(ui, self.opts.stable);
+                self.train_actions(a);
+            }
+            Tab::Model => {
+                let m = self.model.clone();
+                if let Some(a) = self.model_panel.ui(ui, &m, self.opts.stable) {
+                    self.model_action(a);
+                }
+            }
+            Tab::Export => {
+                let input = ExportInput {
+                    model: &self.model,
+                    spec: &self.latent.spec,
+                    window: self.viewport.view.corners(),
+                    levels: self.latent.levels,
+                    backend: self.backend,
+                };
+                self.export.ui(ui, &input);
+            }
+        });
     }
 
-    fn viewport(&mut self, ui: &mut egui::Ui) {
-        let side = ui.available_width().min(ui.available_height()).max(64.0);
-        let (rect, resp) =
-            ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::click_and_drag());
-        if resp.dragged() {
-            let d = resp.drag_delta();
-            self.view
-                .pan(d.x as f64 / side as f64, d.y as f64 / side as f64);
-            self.dirty = true;
+    fn saved(&self) -> Saved {
+        Saved {
+            view: self.viewport.view,
+            hide_square: !self.viewport.show_square,
+            latent: self.latent.clone(),
+            tab: self.tab,
+            export: self.export.settings.clone(),
+            train: self.training.settings.clone(),
+            recent: self.model_panel.recent.clone(),
+            model_path: self.model_path.clone(),
         }
-        if resp.double_clicked() {
-            self.view = View::default();
-            self.dirty = true;
-        }
-        if resp.hovered() {
-            let scroll = ui.input(|i| i.smooth_scroll_delta.y);
-            let zoom = ui.input(|i| i.zoom_delta());
-            let factor = zoom * (1.0 + scroll / 200.0);
-            if (factor - 1.0).abs() > 1e-4
-                && let Some(pos) = resp.hover_pos()
-            {
-                let u = ((pos.x - rect.min.x) / side) as f64;
-                let v = ((pos.y - rect.min.y) / side) as f64;
-                self.view.zoom_about(u, v, factor as f64);
-                self.dirty = true;
-            }
-        }
-        if self.dirty {
-            self.render();
-        }
-        ui.painter().image(
-            self.texture_id,
-            rect,
-            egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
-            egui::Color32::WHITE,
-        );
-        // The square [-1, 1)^2 the generator is trained on.
-        let to_screen = |x: f64, y: f64| {
-            let (u, v) = self.view.to_unit(x, y);
-            egui::pos2(rect.min.x + u as f32 * side, rect.min.y + v as f32 * side)
-        };
-        let frame = egui::Rect::from_two_pos(to_screen(-1.0, 1.0), to_screen(1.0, -1.0));
-        ui.painter().with_clip_rect(rect).rect_stroke(
-            frame,
-            0.0,
-            egui::Stroke::new(1.0, egui::Color32::from_rgb(80, 160, 255)),
-            egui::StrokeKind::Middle,
-        );
     }
 }
 
 impl eframe::App for ExplorerApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::Panel::top("top").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.strong("INR-GAN Explorer");
-                ui.separator();
-                let s = self.gpu.summary();
-                ui.label(format!("adapter: {s}"));
-                if s.is_cpu {
-                    ui.colored_label(
-                        egui::Color32::from_rgb(230, 160, 40),
-                        "software renderer: kernels run on the CPU",
-                    );
-                }
-            });
-        });
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        let t0 = Instant::now();
+        let dt = t0.duration_since(self.last_frame).as_secs_f64().min(0.25);
+        self.last_frame = t0;
+        let ctx = ui.ctx().clone();
+        self.viewport.poll(&ctx, frame.wgpu_render_state());
+        let actions = self.training.poll(&ctx);
+        self.train_actions(actions);
+        self.export.poll(&ctx);
+        self.dropped_files(ui);
+        if self.latent.tick(dt) {
+            ctx.request_repaint();
+        }
+
+        egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
         egui::Panel::left("controls")
-            .resizable(false)
-            .default_size(260.0)
+            .resizable(true)
+            .default_size(340.0)
             .show(ui, |ui| self.side_panel(ui));
-        egui::CentralPanel::default().show(ui, |ui| {
-            if let Some(e) = &self.error {
-                ui.colored_label(egui::Color32::from_rgb(220, 60, 60), e);
+        egui::Panel::bottom("status").show(ui, |ui| {
+            let mut dismiss = None;
+            for (i, e) in self.errors.iter().enumerate() {
+                ui.horizontal(|ui| {
+                    ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("Error: {e}"));
+                    if ui.small_button("Dismiss").clicked() {
+                        dismiss = Some(i);
+                    }
+                });
             }
-            self.viewport(ui);
+            if let Some(i) = dismiss {
+                self.errors.remove(i);
+            }
+            if let Some(e) = &self.viewport.error {
+                ui.colored_label(
+                    egui::Color32::from_rgb(220, 60, 60),
+                    format!("Render error: {e}"),
+                );
+            }
+            let [x0, y0, x1, y1] = self.viewport.view.corners();
+            ui.label(format!(
+                "window x {x0:.3} .. {x1:.3}, y {y0:.3} .. {y1:.3} · zoom {:.3}x · {}",
+                self.viewport.view.zoom(),
+                self.model.source.rsplit(['/', '\\']).next().unwrap_or("")
+            ));
         });
+        let levels = self
+            .latent
+            .levels
+            .min(self.model.generator.cfg.levels.len());
+        let spec = self.latent.spec.clone();
+        let version = self.model_version;
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.viewport.ui(ui, version, &spec, levels);
+        });
+        self.ui_ms = t0.elapsed().as_secs_f64() * 1e3;
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.opts.persist {
+            eframe::set_value(storage, eframe::APP_KEY, &self.saved());
+        }
+    }
+
+    fn on_exit(&mut self) {
+        // A running training saves a checkpoint before the window goes.
+        self.training.stop_and_wait();
     }
 }

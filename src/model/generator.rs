@@ -431,6 +431,21 @@ impl Generator {
         self.partial_plan(win, width, height, 0..width, 0..height, levels)
     }
 
+    /// [`Generator::tile_plan`] stopping after `levels` levels (the early exit of
+    /// [`Generator::preview_plan`], tiled).
+    #[allow(clippy::too_many_arguments)]
+    pub fn partial_tile_plan(
+        &self,
+        win: [f64; 4],
+        width: usize,
+        height: usize,
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        levels: usize,
+    ) -> BResult<Plan> {
+        self.partial_plan(win, width, height, cols, rows, levels)
+    }
+
     fn partial_plan(
         &self,
         win: [f64; 4],
@@ -563,6 +578,22 @@ impl Generator {
         batch: usize,
         plan: &Plan,
     ) -> BResult<SynthTape<B>> {
+        self.synthesize_levels(be, p, &[w], batch, plan)
+    }
+
+    /// [`Generator::synthesize`] with a w per level (style mixing): level `k` takes its styles
+    /// from `ws[min(k, ws.len() - 1)]`, each `[batch, w_dim]`.
+    pub fn synthesize_levels<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        ws: &[&B::Buf],
+        batch: usize,
+        plan: &Plan,
+    ) -> BResult<SynthTape<B>> {
+        if ws.is_empty() {
+            return Err(GpuError::Shape("synthesize: no w".into()));
+        }
         if plan.levels.is_empty() || plan.levels.len() > self.levels.len() {
             return Err(GpuError::Shape(
                 "plan does not match the model's levels".into(),
@@ -571,6 +602,7 @@ impl Generator {
         let r = self.cfg.rank;
         let mut levels: Vec<LevelTape<B>> = Vec::new();
         for (k, (lv, grid)) in self.levels.iter().zip(&plan.levels).enumerate() {
+            let w = ws[k.min(ws.len() - 1)];
             let np = grid.rows * grid.cols;
             // Embeddings of this level's cells, shared by the batch.
             let cs = CoordsShape {
@@ -1100,6 +1132,30 @@ impl Generator {
         }
         let wb = be.upload(w, "w")?;
         let tape = self.synthesize(be, p, &wb, batch, plan)?;
+        be.read(tape.img())
+    }
+
+    /// Planar RGB `[3, rows * cols]` of `plan` for one image whose level `k` takes its styles
+    /// from the host w `ws[min(k, ws.len() - 1)]` (style mixing; one w is the plain render).
+    pub fn render_plan_levels<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        ws: &[Vec<f32>],
+        plan: &Plan,
+    ) -> BResult<Vec<f32>> {
+        if ws.is_empty() || ws.iter().any(|w| w.len() != self.cfg.w_dim) {
+            return Err(GpuError::Shape(format!(
+                "render: each level's w must have w_dim {} values",
+                self.cfg.w_dim
+            )));
+        }
+        let bufs = ws
+            .iter()
+            .map(|w| be.upload(w, "w"))
+            .collect::<BResult<Vec<_>>>()?;
+        let refs: Vec<&B::Buf> = bufs.iter().collect();
+        let tape = self.synthesize_levels(be, p, &refs, 1, plan)?;
         be.read(tape.img())
     }
 

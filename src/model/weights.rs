@@ -77,6 +77,20 @@ pub fn save(
     specs: &[ParamSpec],
     values: &[Vec<f32>],
 ) -> Result<(), WeightsError> {
+    save_with(path, cfg, specs, values, &[])
+}
+
+/// Metadata keys of the facts a weights file may carry (images trained on, data set, SWD).
+pub const FACT_PREFIX: &str = "inrgan.fact.";
+
+/// [`save`] with extra facts (`name`, `value`) stored in the metadata under [`FACT_PREFIX`].
+pub fn save_with(
+    path: &Path,
+    cfg: &ModelConfig,
+    specs: &[ParamSpec],
+    values: &[Vec<f32>],
+    facts: &[(String, String)],
+) -> Result<(), WeightsError> {
     if specs.len() != values.len() || specs.iter().zip(values).any(|(s, v)| s.len() != v.len()) {
         return Err(WeightsError::Mismatch {
             path: path.to_path_buf(),
@@ -98,10 +112,13 @@ pub fn save(
         views.push((s.name.clone(), view));
     }
     let ron = cfg.to_ron();
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         (CONFIG_KEY.to_string(), ron.clone()),
         (FORMAT_KEY.to_string(), FORMAT.to_string()),
     ]);
+    for (k, v) in facts {
+        meta.insert(format!("{FACT_PREFIX}{k}"), v.clone());
+    }
     let data = safetensors::serialize(views, Some(meta)).map_err(|e| WeightsError::Corrupt {
         path: path.to_path_buf(),
         detail: e.to_string(),
@@ -114,6 +131,27 @@ pub fn save(
 pub fn read_config(path: &Path) -> Result<ModelConfig, WeightsError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
     config_of(path, &bytes)
+}
+
+/// The facts stored by [`save_with`], sorted by name.
+pub fn read_facts(path: &Path) -> Result<Vec<(String, String)>, WeightsError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    let mut facts: Vec<(String, String)> = meta
+        .metadata()
+        .iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(FACT_PREFIX)
+                .map(|n| (n.to_string(), v.clone()))
+        })
+        .collect();
+    facts.sort();
+    Ok(facts)
 }
 
 fn config_of(path: &Path, bytes: &[u8]) -> Result<ModelConfig, WeightsError> {

@@ -57,6 +57,12 @@ pub enum Event {
         rgba: Vec<u8>,
         path: PathBuf,
     },
+    /// The EMA generator's weights (sent with each sample grid), for a live view of training.
+    Weights {
+        step: u64,
+        images: u64,
+        values: Vec<Vec<f32>>,
+    },
     Checkpoint {
         path: PathBuf,
     },
@@ -335,6 +341,12 @@ fn run_loop<B: Backend>(
                 height: h,
                 rgba,
                 path,
+            });
+            let values = t.g_ema.to_host(be).map_err(|e| e.to_string())?;
+            let _ = tx.send(Event::Weights {
+                step: t.step,
+                images: t.images,
+                values,
             });
         }
         if t.images >= next_ckpt {
