@@ -276,6 +276,48 @@ fn render_with<B: Backend>(
     }
 }
 
+/// A grid PNG of the training square for seeds `first..first + side²`, each `size` pixels.
+#[allow(clippy::too_many_arguments)]
+pub fn render_grid(
+    weights: Option<&Path>,
+    preset: &str,
+    first: u64,
+    side: usize,
+    size: usize,
+    psi: f32,
+    backend: BackendKind,
+    out: &Path,
+) -> Result<String> {
+    let m = load_model(weights, preset)?;
+    let side = side.max(1);
+    let latents: Vec<LatentSpec> = (0..(side * side) as u64)
+        .map(|i| LatentSpec::seed(first + i, psi))
+        .collect();
+    let planar = match backend {
+        BackendKind::Gpu => {
+            let ctx = GpuContext::new()?;
+            render_latents(&mut GpuBackend::new(&ctx), &m, &latents, size)?
+        }
+        BackendKind::Cpu => render_latents(
+            &mut crate::backend::cpu::CpuBackend::new()?,
+            &m,
+            &latents,
+            size,
+        )?,
+    };
+    let (w, h, rgba) = crate::png_io::grid(&planar, latents.len(), size, size, side);
+    let text = vec![(
+        "inrgan.grid",
+        format!(
+            "model {} seeds {first}..{} psi {psi} size {size}",
+            m.hash,
+            first + (side * side) as u64 - 1
+        ),
+    )];
+    crate::png_io::write_rgba(out, w, h, &rgba, &text)?;
+    Ok(m.source)
+}
+
 /// Planar RGB `[n, 3, size, size]` of the training square for `n` latents (a seed grid or the
 /// frames of a walk), on the host.
 pub fn render_latents<B: Backend>(
@@ -472,6 +514,58 @@ pub fn training_data(
         Ok(("swd_x1e3".to_string(), res.avg))
     });
     Ok((source, Some(metric), warning))
+}
+
+/// The floor of the metric: the SWD between two disjoint halves of `data` (`n` images each, at
+/// most half the set), measured exactly as [`eval`] measures a model.
+pub fn eval_halves(data: &str, resolution: usize, n: usize) -> Result<String> {
+    let (ds, _) = crate::data::Dataset::open(data, resolution)?;
+    let n = n.min(ds.len() / 2);
+    if n == 0 {
+        bail!("{data} has too few images for two halves");
+    }
+    let order = crate::data::epoch_order(ds.len(), 99, 0);
+    let half = |part: &[usize]| -> Vec<f32> {
+        part.iter()
+            .take(n)
+            .flat_map(|&i| ds.image(i).to_vec())
+            .collect()
+    };
+    let a = crate::metrics::swd::to_u8_range(&half(&order[..n]));
+    let b = crate::metrics::swd::to_u8_range(&half(&order[n..]));
+    let res = crate::metrics::swd::swd(&a, &b, n, resolution, 7)?;
+    Ok(format!(
+        "two disjoint halves of {data} ({n} vs {n} images)\n{res}"
+    ))
+}
+
+/// `inrgan ship`: the EMA generator of a checkpoint as a standalone weights file (half floats
+/// when `half`), with facts: images trained on, the data set, the checkpoint's last metric.
+pub fn ship(checkpoint: &Path, out: &Path, data: &str, half: bool) -> Result<String> {
+    let src = checkpoint.join("g_ema.safetensors");
+    let (cfg, specs, values) = weights::load(&src, |c| Generator::new(c).specs().to_vec())?;
+    let state_path = checkpoint.join("state.ron");
+    let text = std::fs::read_to_string(&state_path)
+        .with_context(|| format!("reading {}", state_path.display()))?;
+    let st: crate::train::checkpoint::TrainState =
+        ron::from_str(&text).with_context(|| format!("parsing {}", state_path.display()))?;
+    let mut facts = vec![
+        ("images trained".to_string(), st.images.to_string()),
+        ("steps".to_string(), st.step.to_string()),
+        ("data".to_string(), data.to_string()),
+    ];
+    if let Some((_, name, v)) = st.history.last() {
+        facts.push((name.clone(), format!("{v:.2}")));
+    }
+    weights::save_as(out, &cfg, &specs, &values, &facts, half)?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    Ok(format!(
+        "wrote {} ({:.1} MB, {}, {} images trained)",
+        out.display(),
+        size as f64 / 1e6,
+        if half { "f16" } else { "f32" },
+        st.images
+    ))
 }
 
 /// `inrgan eval`: the SWD between `n` samples of the model and `n` images of `data`.

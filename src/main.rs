@@ -40,6 +40,9 @@ enum Command {
         /// Scale levels evaluated (the early exit; default all).
         #[arg(long)]
         levels: Option<usize>,
+        /// A grid of GRID x GRID seeds from --seed on (the training square, --size each).
+        #[arg(long)]
+        grid: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Truncation psi (1 = none).
@@ -116,6 +119,31 @@ enum Command {
         psi: f32,
         #[arg(long, default_value = "auto")]
         backend: BackendKind,
+    },
+    /// The metric's floor: SWD between two disjoint halves of a data set, measured as `eval`
+    /// measures a model.
+    EvalHalves {
+        #[arg(long, default_value = "emoji")]
+        data: String,
+        #[arg(long, default_value_t = 32)]
+        resolution: usize,
+        /// Images on each side (at most half the set).
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+    },
+    /// Write a checkpoint's EMA generator as a standalone weights file (what the app ships).
+    Ship {
+        /// A checkpoint folder (ckpt-STEP or best).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The data set it was trained on (recorded in the file).
+        #[arg(long)]
+        data: String,
+        /// Store f32 instead of half floats.
+        #[arg(long)]
+        f32: bool,
     },
     /// Print a model's preset, parameter counts and multiply-adds per image.
     Info {
@@ -278,6 +306,7 @@ fn main() -> Result<()> {
             preset,
             recipe,
             levels,
+            grid,
             seed,
             psi,
             size,
@@ -286,6 +315,24 @@ fn main() -> Result<()> {
             backend,
             tile,
         } => {
+            if let Some(side) = grid {
+                let (size, _) = parse_size(&size)?;
+                let source = inrgan::commands::render_grid(
+                    weights.as_deref(),
+                    &preset,
+                    seed,
+                    side,
+                    size,
+                    psi,
+                    backend,
+                    &out,
+                )?;
+                println!(
+                    "wrote {} ({side}x{side} seeds from {seed}, {source})",
+                    out.display()
+                );
+                return Ok(());
+            }
             let args = match recipe {
                 Some(from) => {
                     let r = inrgan::commands::read_recipe(&from)?;
@@ -383,6 +430,26 @@ fn main() -> Result<()> {
         } => {
             let r = inrgan::commands::eval(weights.as_deref(), &preset, &data, n, psi, backend)?;
             println!("{r}");
+            Ok(())
+        }
+        Command::EvalHalves {
+            data,
+            resolution,
+            n,
+        } => {
+            println!("{}", inrgan::commands::eval_halves(&data, resolution, n)?);
+            Ok(())
+        }
+        Command::Ship {
+            checkpoint,
+            out,
+            data,
+            f32,
+        } => {
+            println!(
+                "{}",
+                inrgan::commands::ship(&checkpoint, &out, &data, !f32)?
+            );
             Ok(())
         }
         Command::Info { weights, preset } => {

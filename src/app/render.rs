@@ -93,12 +93,12 @@ impl RenderService {
                 (BackendKind::Gpu, Some(ctx)) => {
                     let mut be = GpuBackend::new(&ctx);
                     let mut textures: Vec<wgpu::Texture> = Vec::new();
-                    serve(&mut be, &job_rx, &out, &wake, |be, img, w, h| {
+                    serve(&mut be, &job_rx, &out, &wake, false, |be, img, w, h| {
                         gpu_present(be, &ctx, &mut textures, img, w, h)
                     });
                 }
                 _ => match crate::backend::cpu::CpuBackend::new() {
-                    Ok(mut be) => serve(&mut be, &job_rx, &out, &wake, |be, img, w, h| {
+                    Ok(mut be) => serve(&mut be, &job_rx, &out, &wake, true, |be, img, w, h| {
                         cpu_present(be, img, w, h)
                     }),
                     Err(e) => {
@@ -200,19 +200,34 @@ fn gpu_present(
     Ok(FrameData::Texture(tex))
 }
 
+/// Rows per strip of a full-size CPU render: between strips the thread looks for a newer
+/// request and abandons the frame if there is one, so a slow full frame never holds up the
+/// preview of the next movement for long.
+const STRIP_ROWS: usize = 64;
+
 fn serve<B: Backend>(
     be: &mut B,
     jobs: &Receiver<Job>,
     out: &Sender<Outcome>,
     wake: &dyn Fn(),
+    strips: bool,
     mut present: impl FnMut(&mut B, &B::Buf, usize, usize) -> Result<FrameData, String>,
 ) {
     let mut model: Option<(u64, Arc<LoadedModel>, ParamSet<B>)> = None;
     // The last latent mapped: mapping is skipped while only the view moves.
     let mut ws_cache: Option<(u64, LatentSpec, Vec<Vec<f32>>)> = None;
+    // Jobs that arrived during an abandoned frame.
+    let mut backlog: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
     loop {
-        let Ok(first) = jobs.recv() else { return };
+        let first = match backlog.pop_front() {
+            Some(j) => j,
+            None => match jobs.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+        };
         let mut pending = vec![first];
+        pending.extend(backlog.drain(..));
         while let Ok(j) = jobs.try_recv() {
             pending.push(j);
         }
@@ -244,7 +259,7 @@ fn serve<B: Backend>(
         }
         let t0 = Instant::now();
         let g = &m.generator;
-        let result = (|| -> Result<FrameData, String> {
+        let result = (|| -> Result<Option<FrameData>, String> {
             let s = |e: crate::backend::BackendError| e.to_string();
             let ws = match &ws_cache {
                 Some((v, spec, ws)) if *v == r.model_version && *spec == r.spec => ws.clone(),
@@ -255,20 +270,43 @@ fn serve<B: Backend>(
                 }
             };
             let levels = r.levels.clamp(1, g.cfg.levels.len());
-            let plan = g
-                .preview_plan(r.window, r.width, r.height, levels)
-                .map_err(s)?;
             let bufs = ws
                 .iter()
                 .map(|w| be.upload(w, "w"))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(s)?;
             let refs: Vec<&B::Buf> = bufs.iter().collect();
+            if strips && !r.preview && r.height > STRIP_ROWS {
+                let (w, h) = (r.width, r.height);
+                let mut rgba = vec![0u8; w * h * 4];
+                for r0 in (0..h).step_by(STRIP_ROWS) {
+                    let r1 = (r0 + STRIP_ROWS).min(h);
+                    let plan = g
+                        .partial_tile_plan(r.window, w, h, 0..w, r0..r1, levels)
+                        .map_err(s)?;
+                    let tape = g.synthesize_levels(be, p, &refs, 1, &plan).map_err(s)?;
+                    let rgb = be.read(tape.img()).map_err(s)?;
+                    let n = w * (r1 - r0);
+                    rgba[r0 * w * 4..r1 * w * 4].copy_from_slice(&planar_to_rgba(&rgb, n));
+                    while let Ok(j) = jobs.try_recv() {
+                        backlog.push_back(j);
+                    }
+                    if backlog.iter().any(|j| matches!(j, Job::Render(_))) {
+                        return Ok(None);
+                    }
+                }
+                return Ok(Some(FrameData::Pixels(rgba)));
+            }
+            let plan = g
+                .preview_plan(r.window, r.width, r.height, levels)
+                .map_err(s)?;
             let tape = g.synthesize_levels(be, p, &refs, 1, &plan).map_err(s)?;
-            present(be, tape.img(), r.width, r.height)
+            present(be, tape.img(), r.width, r.height).map(Some)
         })();
         let outcome = match result {
-            Ok(frame) => Outcome::Done(Rendered {
+            // Abandoned for a newer request.
+            Ok(None) => continue,
+            Ok(Some(frame)) => Outcome::Done(Rendered {
                 id: r.id,
                 width: r.width,
                 height: r.height,

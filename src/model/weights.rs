@@ -91,6 +91,19 @@ pub fn save_with(
     values: &[Vec<f32>],
     facts: &[(String, String)],
 ) -> Result<(), WeightsError> {
+    save_as(path, cfg, specs, values, facts, false)
+}
+
+/// [`save_with`], storing the tensors as IEEE half floats when `half` (half the size; the
+/// loader widens them back to f32, so a half file is exactly the model it loads as).
+pub fn save_as(
+    path: &Path,
+    cfg: &ModelConfig,
+    specs: &[ParamSpec],
+    values: &[Vec<f32>],
+    facts: &[(String, String)],
+    half: bool,
+) -> Result<(), WeightsError> {
     if specs.len() != values.len() || specs.iter().zip(values).any(|(s, v)| s.len() != v.len()) {
         return Err(WeightsError::Mismatch {
             path: path.to_path_buf(),
@@ -99,16 +112,30 @@ pub fn save_with(
     }
     let bytes: Vec<Vec<u8>> = values
         .iter()
-        .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .map(|v| {
+            if half {
+                v.iter()
+                    .flat_map(|&x| f32_to_f16(x).to_le_bytes())
+                    .collect()
+            } else {
+                v.iter().flat_map(|x| x.to_le_bytes()).collect()
+            }
+        })
         .collect();
+    let dtype = if half {
+        safetensors::Dtype::F16
+    } else {
+        safetensors::Dtype::F32
+    };
     let mut views = Vec::with_capacity(specs.len());
     for (s, b) in specs.iter().zip(&bytes) {
         let view =
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.shape.clone(), b)
-                .map_err(|e| WeightsError::Corrupt {
+            safetensors::tensor::TensorView::new(dtype, s.shape.clone(), b).map_err(|e| {
+                WeightsError::Corrupt {
                     path: path.to_path_buf(),
                     detail: e.to_string(),
-                })?;
+                }
+            })?;
         views.push((s.name.clone(), view));
     }
     let ron = cfg.to_ron();
@@ -195,8 +222,12 @@ pub fn load(
         match st.tensor(&s.name) {
             Err(_) => problems.push(format!("missing tensor {}", s.name)),
             Ok(t) => {
-                if t.dtype() != safetensors::Dtype::F32 {
-                    problems.push(format!("{}: dtype {:?}, expected F32", s.name, t.dtype()));
+                if t.dtype() != safetensors::Dtype::F32 && t.dtype() != safetensors::Dtype::F16 {
+                    problems.push(format!(
+                        "{}: dtype {:?}, expected F32 or F16",
+                        s.name,
+                        t.dtype()
+                    ));
                 } else if t.shape() != s.shape.as_slice() {
                     problems.push(format!(
                         "{}: shape {:?}, the config needs {:?}",
@@ -205,11 +236,17 @@ pub fn load(
                         s.shape
                     ));
                 } else {
-                    let v: Vec<f32> = t
-                        .data()
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
+                    let v: Vec<f32> = if t.dtype() == safetensors::Dtype::F16 {
+                        t.data()
+                            .chunks_exact(2)
+                            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                            .collect()
+                    } else {
+                        t.data()
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect()
+                    };
                     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
                         problems.push(format!("{}: value {i} is {}", s.name, v[i]));
                     }
@@ -242,4 +279,92 @@ pub fn file_hash(path: &Path) -> Result<String, WeightsError> {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     Ok(format!("{h:016x}"))
+}
+
+/// f32 to IEEE 754 binary16, rounding to nearest even (overflow to infinity, subnormals kept).
+pub fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        // Inf or NaN (a NaN keeps a mantissa bit).
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        // Subnormal: shift the mantissa (with its implicit bit) into place, rounding.
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = m >> shift;
+        let rest = m & ((1 << shift) - 1);
+        let mid = 1 << (shift - 1);
+        let round = rest > mid || (rest == mid && (half & 1) == 1);
+        return sign | (half + round as u32) as u16;
+    }
+    let half = ((e as u32) << 10) | (man >> 13);
+    let rest = man & 0x1fff;
+    let round = rest > 0x1000 || (rest == 0x1000 && (half & 1) == 1);
+    // A carry out of the mantissa correctly bumps the exponent (up to infinity).
+    sign | (half + round as u32) as u16
+}
+
+/// IEEE 754 binary16 to f32 (exact).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 => {
+            // Zero or subnormal: man * 2^-24.
+            let v = man as f32 * (2.0f32).powi(-24);
+            return if sign != 0 { -v } else { v };
+        }
+        0x1f => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+#[cfg(test)]
+mod half_tests {
+    use super::*;
+
+    #[test]
+    fn half_round_trip_and_rounding() {
+        for &x in &[
+            0.0f32,
+            1.0,
+            -2.5,
+            65504.0,
+            6.1035156e-5,
+            5.9604645e-8,
+            0.333_333_34,
+        ] {
+            let h = f32_to_f16(x);
+            let back = f16_to_f32(h);
+            assert!(
+                (back - x).abs() <= x.abs() * 1e-3 + 6e-8,
+                "{x} -> {h:#x} -> {back}"
+            );
+        }
+        assert_eq!(f32_to_f16(1.0), 0x3c00);
+        assert_eq!(f32_to_f16(-2.0), 0xc000);
+        assert_eq!(f32_to_f16(1e6), 0x7c00);
+        assert_eq!(f16_to_f32(0x0001), 5.9604645e-8);
+        // Every half value survives f16 -> f32 -> f16.
+        for h in 0..=u16::MAX {
+            let x = f16_to_f32(h);
+            if x.is_nan() {
+                continue;
+            }
+            assert_eq!(f32_to_f16(x), h, "{h:#x}");
+        }
+    }
 }

@@ -4,8 +4,12 @@
     bench_peer.py check  --weights W.safetensors | --preset tiny   [--seed S --psi P --size N|WxH
                          --window x0,y0,x1,y1 --tile T]
     bench_peer.py time   --weights W | --preset emoji32            [--sizes 128,256,512,1024
-                         --batch 32 --steps 16 --budget 60]
-    bench_peer.py all    (check on the given windows, then time) --json OUT.json
+                         --batch 32 --steps 16 --budget 60 --threads N]
+    bench_peer.py all    check on three windows (the training square, the extrapolation window
+                         -4,-4,4,4 and a zoom 0.3,-0.7,0.55,-0.2; or only --window if given), then
+                         time; --json OUT.json
+    bench_peer.py step1  --preset tiny --batch 8: step 1 of our `train` vs the peer (g_loss and
+                         d_fake of the initial G and D: checks D and the training forward)
     bench_peer.py render (the peer alone, to a PNG and optionally a raw f32 file)
 
 `--ours` is the inrgan binary (default /tmp/peer-inrgan, a copy of target/release/inrgan).
@@ -26,7 +30,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+# On a loaded machine torch's OpenMP workers spin-wait at every barrier and lose their time slices
+# to the other load: with 2 threads beside a 2-core job the peer ran 5-10x slower than with 1.
+# Passive waiting (set before torch loads OpenMP) removes that; export another value to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inrgan_peer as P  # noqa: E402
@@ -274,7 +283,13 @@ def time_train(args, cfg) -> dict:
 
 
 def cmd_time(args):
-    torch.set_num_threads(os.cpu_count() or 1)
+    cpus = os.cpu_count() or 1
+    threads = args.threads or cpus
+    if threads < cpus:
+        # Pin this process to `threads` cores: our binary inherits the affinity, and its rayon pool
+        # (available_parallelism) then has `threads` workers too, so both sides get the same cores.
+        os.sched_setaffinity(0, set(range(threads)))
+    torch.set_num_threads(threads)
     if args.weights:
         cfg, values = P.load_weights(args.weights)
         desc = f"weights {args.weights}"
@@ -284,14 +299,15 @@ def cmd_time(args):
         G = P.Generator(cfg)
         values = {s[0]: G.P(s[0]).detach().numpy() for s in G.specs}
         desc = f"preset {args.preset} (random weights; ours: Rng seed 0, peer: numpy)"
-    print(f"timing {cfg['name']} ({desc}); torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, nice {os.nice(0)}, ours --backend {args.backend}, tile {args.tile}")
+    pinned = f"pinned to cores {sorted(os.sched_getaffinity(0))}" if threads < cpus else "unpinned"
+    print(f"timing {cfg['name']} ({desc}); torch {torch.__version__}, {torch.get_num_threads()} threads "
+          f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), {cpus} CPUs, {pinned}, nice {os.nice(0)}, ours --backend {args.backend}, tile {args.tile}")
     fwd, base = time_forward(args, cfg, values)
     print(f"  (ours = `inrgan render` wall clock minus a 16² render: {base * 1e3:.0f} ms of process start, "
           "model load and mapping; PNG encoding stays in)")
     train = time_train(args, cfg) if args.steps > 0 else None
-    return dict(model=cfg["name"], source=desc, threads=torch.get_num_threads(), cpus=os.cpu_count(),
-                nice=os.nice(0), backend=args.backend, tile=args.tile, ours_baseline_ms=base * 1e3,
+    return dict(model=cfg["name"], source=desc, threads=torch.get_num_threads(), cpus=cpus, pinned=threads < cpus,
+                nice=os.nice(0), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), backend=args.backend, tile=args.tile, ours_baseline_ms=base * 1e3,
                 forward=fwd, train=train)
 
 
@@ -314,6 +330,41 @@ def write_json(path, obj):
     print(f"\nwrote {p}")
 
 
+def cmd_step1(args):
+    """Our `train` for one step vs the peer on the same initial weights and latents: step 1's
+    g_loss = mean softplus(-D(G(z1))) and d_fake = mean D(G(z2)) do not depend on the data, so
+    they check G's training forward, D's forward (mbstd, blur, skips) and the RNG streams
+    (G from Rng(seed), D from Rng(seed + 1), latents from Rng(seed + 2))."""
+    import torch.nn.functional as F
+
+    cfg = P.load_preset(args.preset)
+    n, seed = args.batch, args.seed
+    with tempfile.TemporaryDirectory() as td:
+        run = Path(td) / "run"
+        wall([args.ours, "train", "--preset", args.preset, "--data", "emoji", "--batch", str(n),
+              "--kimg", f"{n / 1000.0}", "--backend", args.backend, "--out", str(run), "--seed", str(seed),
+              "--checkpoint-kimg", "1000", "--sample-every", "1000000"])
+        m = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    t = time.time()
+    G = P.Generator(cfg, P.init_values(P.generator_specs(cfg), seed), dtype=torch.float64)
+    D = P.Discriminator(cfg, P.init_values(P.discriminator_specs(cfg), seed + 1), dtype=torch.float64)
+    rng = P.Rng(seed + 2)
+    zd = cfg["z_dim"]
+    z1 = torch.tensor(rng.normal_vec(n * zd).reshape(n, zd), dtype=torch.float64)
+    z2 = torch.tensor(rng.normal_vec(n * zd).reshape(n, zd), dtype=torch.float64)
+    with torch.no_grad():
+        g_loss = F.softplus(-D(G(z1))).mean().item()
+        d_fake = D(G(z2)).mean().item()
+    out = dict(preset=args.preset, batch=n, seed=seed, ours_g_loss=m["g_loss"], peer_g_loss=g_loss,
+               ours_d_fake=m["d_fake"], peer_d_fake=d_fake,
+               max_abs_diff=max(abs(m["g_loss"] - g_loss), abs(m["d_fake"] - d_fake)))
+    out["agree"] = out["max_abs_diff"] <= FLOAT_TOL
+    print(f"step 1 of {args.preset} (batch {n}, seed {seed}; peer in f64, {time.time() - t:.1f} s): "
+          f"g_loss ours {m['g_loss']:.7f} peer {g_loss:.7f}; d_fake ours {m['d_fake']:.7f} peer {d_fake:.7f}; "
+          f"{'AGREE' if out['agree'] else 'DISAGREE'} (max |diff| {out['max_abs_diff']:.1e})")
+    return out
+
+
 def cmd_render(args):
     cfg, values, desc = peer_model(args, torch.float32)
     width, height = parse_size(args.size)
@@ -331,7 +382,7 @@ def cmd_render(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("check", "time", "all", "render"):
+    for name in ("check", "time", "all", "render", "step1"):
         s = sub.add_parser(name)
         s.add_argument("--weights", help="one of our *.safetensors weight files")
         s.add_argument("--preset", default="tiny", help="preset with random weights when no --weights")
@@ -347,6 +398,8 @@ def main():
         s.add_argument("--reps", type=int, default=2)
         s.add_argument("--budget", type=float, default=60.0, help="seconds; larger sizes are estimated")
         s.add_argument("--batch", type=int, default=32)
+        s.add_argument("--threads", type=int, default=0,
+                       help="time: threads for both sides (default all cores; fewer pins both to cores 0..N-1)")
         s.add_argument("--steps", type=int, default=16, help="timed training steps after one warm-up")
         s.add_argument("--json", default="/tmp/inrgan-peer/bench-peer.json")
         s.add_argument("--out", default="/tmp/inrgan-peer/peer.png")
@@ -359,6 +412,10 @@ def main():
         return cmd_render(args)
     report = {"host": os.uname().nodename, "torch": torch.__version__}
     ok = True
+    if args.cmd == "step1":
+        report["step1"] = cmd_step1(args)
+        write_json(args.json, report)
+        sys.exit(0 if report["step1"]["agree"] else 1)
     if args.cmd in ("check", "all"):
         windows = [args.window] if args.cmd == "check" else [[-1.0, -1.0, 1.0, 1.0], [-4.0, -4.0, 4.0, 4.0],
                                                              [0.3, -0.7, 0.55, -0.2]]

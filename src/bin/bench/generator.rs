@@ -1,4 +1,4 @@
-//! Generator forward at 256², 1024² and 4096² for each preset on a backend: the time to render
+//! Generator forward at 128², 256², 512², 1024² and 4096² for each preset on a backend: the time to render
 //! one latent over the training square (tiled, 512² tiles), as the viewport and export do.
 //! Sizes whose estimate (from the previous size, scaled by the pixel count) exceeds the budget
 //! are reported as estimates instead of run.

@@ -89,7 +89,7 @@ fn parse_args() -> Result<Args> {
                     "bench [--suite kernels|generator|train|cpu|all] [--filter TEXT] [--reps N] [--no-cpu] \
                      [--budget SECONDS] [--json PATH]\n\
                      kernels: every GPU kernel at realistic shapes beside its CPU reference.\n\
-                     generator: the generator's forward at 256², 1024², 4096² per preset and \
+                     generator: the generator's forward at 128², 256², 512², 1024², 4096² per preset and \
                      backend (sizes estimated past the budget per frame, default 60 s).\n\
                      train: training img/s per preset and backend.\n\
                      cpu: the CPU backend's per-pixel products and convolutions."
@@ -141,7 +141,7 @@ fn main() -> Result<()> {
         println!("\ngenerator forward, one latent over the training square (512² tiles):");
         let budget = Duration::from_secs_f64(args.budget_s);
         let presets = ["emoji32", "emoji64", "paper256"];
-        let sizes = [256, 1024, 4096];
+        let sizes = [128, 256, 512, 1024, 4096];
         let mut rows = generator::run(&mut GpuBackend::new(&ctx), &presets, &sizes, budget)?;
         let mut cpu = inrgan::backend::cpu::CpuBackend::new()?;
         rows.extend(generator::run(&mut cpu, &presets, &sizes, budget)?);
