@@ -131,6 +131,9 @@ pub struct RenderArgs {
     pub latent: Option<LatentSpec>,
     /// Scale levels evaluated (`None`: all).
     pub levels: Option<usize>,
+    /// Also write the image before quantisation: little-endian f32, planar RGB `[3, H, W]`,
+    /// rows top-down, no header (for float-level comparisons such as `tools/peer`).
+    pub raw: Option<PathBuf>,
 }
 
 impl RenderArgs {
@@ -149,6 +152,7 @@ impl RenderArgs {
             tile: 256,
             latent: r.latent.clone(),
             levels: r.levels,
+            raw: None,
         }
     }
 }
@@ -236,6 +240,13 @@ fn render_with<B: Backend>(
         let mut stream = writer.stream_writer()?;
         let tile = a.tile.max(16);
         let mut strip = vec![0u8; width * tile * 4];
+        let mut raw = match &a.raw {
+            Some(_) if 3 * width * height > 1 << 28 => {
+                bail!("--raw is for images of at most 2^28 values ({width}x{height} is larger)")
+            }
+            Some(_) => vec![0f32; 3 * width * height],
+            None => Vec::new(),
+        };
         let total = width.div_ceil(tile) * height.div_ceil(tile);
         let mut done = 0;
         for r0 in (0..height).step_by(tile) {
@@ -250,7 +261,11 @@ fn render_with<B: Backend>(
                     for x in 0..cols {
                         let o = (y * width + c0 + x) * 4;
                         for c in 0..3 {
-                            strip[o + c] = quantize(rgb[c * n + y * cols + x]);
+                            let v = rgb[c * n + y * cols + x];
+                            strip[o + c] = quantize(v);
+                            if !raw.is_empty() {
+                                raw[c * width * height + (r0 + y) * width + c0 + x] = v;
+                            }
                         }
                         strip[o + 3] = 255;
                     }
@@ -263,6 +278,10 @@ fn render_with<B: Backend>(
             stream.write_all(&strip[..rows * width * 4])?;
         }
         stream.finish()?;
+        if let Some(path) = &a.raw {
+            let bytes: Vec<u8> = raw.iter().flat_map(|v| v.to_le_bytes()).collect();
+            weights::write_atomic(path, &bytes)?;
+        }
         Ok(())
     })();
     match result {

@@ -43,6 +43,9 @@ enum Command {
         /// A grid of GRID x GRID seeds from --seed on (the training square, --size each).
         #[arg(long)]
         grid: Option<usize>,
+        /// Also write the unquantised image: little-endian f32, planar RGB [3, H, W], no header.
+        #[arg(long)]
+        raw: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Truncation psi (1 = none).
@@ -307,6 +310,7 @@ fn main() -> Result<()> {
             recipe,
             levels,
             grid,
+            raw,
             seed,
             psi,
             size,
@@ -350,6 +354,7 @@ fn main() -> Result<()> {
                     a.preset = preset;
                     a.backend = backend;
                     a.tile = tile;
+                    a.raw = raw;
                     a
                 }
                 None => {
@@ -367,6 +372,7 @@ fn main() -> Result<()> {
                         tile,
                         latent: None,
                         levels,
+                        raw,
                     }
                 }
             };

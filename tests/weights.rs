@@ -123,6 +123,7 @@ fn render_command_writes_a_png_with_its_recipe() {
         tile: 16,
         latent: None,
         levels: None,
+        raw: None,
     };
     let mut last = 0.0;
     inrgan::commands::render(&args, |f| {

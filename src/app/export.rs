@@ -152,6 +152,7 @@ impl ExportPanel {
             tile: 256,
             latent: Some(input.spec.clone()),
             levels: (levels < input.model.generator.cfg.levels.len()).then_some(levels),
+            raw: None,
         };
         let model = input.model.clone();
         let what = format!("{} ({}x{})", s.path, args.width, args.height);
@@ -237,6 +238,7 @@ impl ExportPanel {
                         tile: 256,
                         latent: Some(l),
                         levels: None,
+                        raw: None,
                     };
                     crate::commands::render_model(&model, &args, |_| true)
                         .map_err(|e| format!("{e:#}"))?;

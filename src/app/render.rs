@@ -284,7 +284,7 @@ fn serve<B: Backend>(
                     let plan = g
                         .partial_tile_plan(r.window, w, h, 0..w, r0..r1, levels)
                         .map_err(s)?;
-                    let tape = g.synthesize_levels(be, p, &refs, 1, &plan).map_err(s)?;
+                    let tape = g.synthesize_fast(be, p, &refs, 1, &plan).map_err(s)?;
                     let rgb = be.read(tape.img()).map_err(s)?;
                     let n = w * (r1 - r0);
                     rgba[r0 * w * 4..r1 * w * 4].copy_from_slice(&planar_to_rgba(&rgb, n));
@@ -300,7 +300,7 @@ fn serve<B: Backend>(
             let plan = g
                 .preview_plan(r.window, r.width, r.height, levels)
                 .map_err(s)?;
-            let tape = g.synthesize_levels(be, p, &refs, 1, &plan).map_err(s)?;
+            let tape = g.synthesize_fast(be, p, &refs, 1, &plan).map_err(s)?;
             present(be, tape.img(), r.width, r.height).map(Some)
         })();
         let outcome = match result {

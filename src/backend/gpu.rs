@@ -236,6 +236,24 @@ impl<'a> Backend for GpuBackend<'a> {
         self.op(|r| k::resample::gather(r, x, planes, h, w, &t, y))
     }
 
+    fn has_fused(&self) -> bool {
+        true
+    }
+
+    fn fused_level_forward(
+        &mut self,
+        s: &crate::reference::fused::FusedShape,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        bias: &Self::Buf,
+        rgbw: &Self::Buf,
+        rgbb: &Self::Buf,
+        img: &Self::Buf,
+        out: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::fused::level_forward(r, s, x, w, bias, rgbw, rgbb, img, out))
+    }
+
     fn concat_channels(
         &mut self,
         s: &ConcatShape,

@@ -200,6 +200,30 @@ pub trait Backend {
         cols: &[u32],
         y: &Self::Buf,
     ) -> BResult<()>;
+    /// Whether [`Backend::fused_level_forward`] runs here (else the generator runs the block's
+    /// layers one by one).
+    fn has_fused(&self) -> bool {
+        false
+    }
+    /// One scale block's FMM layers and toRGB outputs in one pass (inference;
+    /// `shaders/fused.wgsl`). Packs as in [`crate::reference::fused`].
+    fn fused_level_forward(
+        &mut self,
+        s: &crate::reference::fused::FusedShape,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        bias: &Self::Buf,
+        rgbw: &Self::Buf,
+        rgbb: &Self::Buf,
+        img: &Self::Buf,
+        out: &Self::Buf,
+    ) -> BResult<()> {
+        let _ = (s, x, w, bias, rgbw, rgbb, img, out);
+        Err(crate::gpu::GpuError::Shape(format!(
+            "{}: no fused kernel",
+            self.name()
+        )))
+    }
     fn concat_channels(
         &mut self,
         s: &ConcatShape,

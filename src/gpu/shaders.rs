@@ -35,6 +35,7 @@ shaders! {
     Adam => "adam.wgsl",
     Image => "image.wgsl",
     Modulate => "modulate.wgsl",
+    Fused => "fused.wgsl",
 }
 
 /// Parses and validates WGSL with naga (all validation flags, all capabilities the adapter might

@@ -23,6 +23,7 @@ use crate::gpu::GpuError;
 use crate::reference::act::ActShape;
 use crate::reference::coords::{self, CoordsShape};
 use crate::reference::fmm::FmmShape;
+use crate::reference::fused::FusedShape;
 use crate::reference::linear::{Gemm, LinearShape, ModLinearShape, Strides};
 use crate::reference::modulate::ModulateShape;
 use crate::reference::resample::ConcatShape;
@@ -591,6 +592,32 @@ impl Generator {
         batch: usize,
         plan: &Plan,
     ) -> BResult<SynthTape<B>> {
+        self.synthesize_inner(be, p, ws, batch, plan, false)
+    }
+
+    /// [`Generator::synthesize_levels`] for inference only: where the backend has the fused
+    /// kernel, each scale block runs in one pass and keeps only its last features, so the tape
+    /// serves [`SynthTape::img`] but not the backward.
+    pub fn synthesize_fast<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        ws: &[&B::Buf],
+        batch: usize,
+        plan: &Plan,
+    ) -> BResult<SynthTape<B>> {
+        self.synthesize_inner(be, p, ws, batch, plan, true)
+    }
+
+    fn synthesize_inner<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        ws: &[&B::Buf],
+        batch: usize,
+        plan: &Plan,
+        fast: bool,
+    ) -> BResult<SynthTape<B>> {
         if ws.is_empty() {
             return Err(GpuError::Shape("synthesize: no w".into()));
         }
@@ -651,6 +678,25 @@ impl Generator {
                 img,
                 np,
             };
+            let fused = FusedShape {
+                batch,
+                pixels: np,
+                c_in: lv.layers.first().map_or(0, |l| l.c_in),
+                broadcast_input: tape.broadcast_input,
+                layers: lv
+                    .layers
+                    .iter()
+                    .map(|l| (l.c_out, l.rgb.is_some()))
+                    .collect(),
+                alpha: ALPHA,
+                gain: GAIN,
+            };
+            if fast && be.has_fused() && fused.fits() {
+                let out = self.fused_block(be, p, w, lv, &fused, &tape.input, &tape.img)?;
+                tape.acts.push(out);
+                levels.push(tape);
+                continue;
+            }
             for (j, l) in lv.layers.iter().enumerate() {
                 let fs = FmmShape {
                     batch,
@@ -740,6 +786,113 @@ impl Generator {
             levels.push(tape);
         }
         Ok(SynthTape { batch, levels })
+    }
+
+    /// One block through the fused kernel: the modulated weights of every layer (the same
+    /// kernels as the unfused path), packed per image, then one pass; returns the last features.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_block<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &B::Buf,
+        lv: &Level,
+        s: &FusedShape,
+        input: &B::Buf,
+        img: &B::Buf,
+    ) -> BResult<B::Buf> {
+        let (batch, r) = (s.batch, self.cfg.rank);
+        // (buffer, values per image) of a growing pack.
+        fn push<B: Backend>(
+            be: &mut B,
+            pack: Option<(B::Buf, usize)>,
+            batch: usize,
+            next: B::Buf,
+            n: usize,
+        ) -> BResult<Option<(B::Buf, usize)>> {
+            Ok(Some(match pack {
+                None => (next, n),
+                Some((buf, len)) => {
+                    let y = be.zeros(batch * (len + n), "fused pack")?;
+                    let cat = ConcatShape {
+                        batch,
+                        c1: len,
+                        c2: n,
+                        pixels: 1,
+                        broadcast: false,
+                    };
+                    be.concat_channels(&cat, &buf, &next, &y)?;
+                    (y, len + n)
+                }
+            }))
+        }
+        let (mut wpack, mut bpack, mut rwpack, mut rbpack) = (None, None, None, None);
+        for l in &lv.layers {
+            let fs = FmmShape {
+                batch,
+                c_out: l.c_out,
+                c_in: l.c_in,
+                rank: r,
+                demod: true,
+            };
+            let styles = be.zeros(batch * fs.style_dim(), "styles")?;
+            let aff = self.affine_shape(batch, fs.style_dim());
+            be.gemm(
+                &Gemm::linear_forward(&aff, true),
+                &p.bufs[l.aff_w],
+                w,
+                Some(&p.bufs[l.aff_b]),
+                &styles,
+            )?;
+            let wb = be.zeros(fs.weight_len(), "fmm weight")?;
+            let norms = be.zeros(batch * l.c_out, "fmm norms")?;
+            be.fmm_forward(&fs, &p.bufs[l.weight], &styles, &wb, &norms)?;
+            wpack = push(be, wpack, batch, wb, l.c_out * l.c_in)?;
+            let bias = be.zeros(l.c_out, "fused bias")?;
+            be.copy(&p.bufs[l.bias], &bias, l.c_out)?;
+            bpack = push(be, bpack, 1, bias, l.c_out)?;
+            if let Some(ri) = l.rgb {
+                let rl = &self.rgbs[ri];
+                let st = be.zeros(batch * rl.c_in, "rgb styles")?;
+                let aff = self.affine_shape(batch, rl.c_in);
+                be.gemm(
+                    &Gemm::linear_forward(&aff, true),
+                    &p.bufs[rl.aff_w],
+                    w,
+                    Some(&p.bufs[rl.aff_b]),
+                    &st,
+                )?;
+                let m = ModulateShape {
+                    batch,
+                    c_out: 3,
+                    c_in: rl.c_in,
+                    gain: 1.0 / (rl.c_in as f32).sqrt(),
+                };
+                let wr = be.zeros(batch * 3 * rl.c_in, "rgb weight")?;
+                be.style_modulate_forward(&m, &p.bufs[rl.weight], &st, &wr)?;
+                rwpack = push(be, rwpack, batch, wr, 3 * rl.c_in)?;
+                let rb = be.zeros(3, "fused rgb bias")?;
+                be.copy(&p.bufs[rl.bias], &rb, 3)?;
+                rbpack = push(be, rbpack, 1, rb, 3)?;
+            }
+        }
+        let (Some((wpack, _)), Some((bpack, _))) = (wpack, bpack) else {
+            return Err(GpuError::Shape("a fused block without layers".into()));
+        };
+        let out = be.zeros(batch * s.c_last() * s.pixels, "fused features")?;
+        let rw = rwpack.map(|x| x.0);
+        let rb = rbpack.map(|x| x.0);
+        be.fused_level_forward(
+            s,
+            input,
+            &wpack,
+            &bpack,
+            rw.as_ref().unwrap_or(&bpack),
+            rb.as_ref().unwrap_or(&bpack),
+            img,
+            &out,
+        )?;
+        Ok(out)
     }
 
     /// Moves `planes` planes from the previous level's grid to this level's by `link`.
@@ -1131,7 +1284,7 @@ impl Generator {
             )));
         }
         let wb = be.upload(w, "w")?;
-        let tape = self.synthesize(be, p, &wb, batch, plan)?;
+        let tape = self.synthesize_fast(be, p, &[&wb], batch, plan)?;
         be.read(tape.img())
     }
 
@@ -1155,7 +1308,7 @@ impl Generator {
             .map(|w| be.upload(w, "w"))
             .collect::<BResult<Vec<_>>>()?;
         let refs: Vec<&B::Buf> = bufs.iter().collect();
-        let tape = self.synthesize_levels(be, p, &refs, 1, plan)?;
+        let tape = self.synthesize_fast(be, p, &refs, 1, plan)?;
         be.read(tape.img())
     }
 

@@ -10,6 +10,7 @@ pub mod adam;
 pub mod conv;
 pub mod coords;
 pub mod fmm;
+pub mod fused;
 pub mod image;
 pub mod linear;
 pub mod mbstd;

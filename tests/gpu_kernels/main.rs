@@ -10,6 +10,7 @@ mod adam;
 mod conv;
 mod coords;
 mod fmm;
+mod fused;
 mod image;
 mod linear;
 mod mbstd;

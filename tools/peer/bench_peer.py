@@ -2,12 +2,11 @@
 """Agreement and speed of the PyTorch peer (inrgan_peer.py) against our `inrgan` binary.
 
     bench_peer.py check  --weights W.safetensors | --preset tiny   [--seed S --psi P --size N|WxH
-                         --window x0,y0,x1,y1 --tile T]
+                         --window x0,y0,x1,y1 --tile T --f64]: the three DEFAULT_WINDOWS unless
+                         --window is given
     bench_peer.py time   --weights W | --preset emoji32            [--sizes 128,256,512,1024
                          --batch 32 --steps 16 --budget 60 --threads N]
-    bench_peer.py all    check on three windows (the training square, the extrapolation window
-                         -4,-4,4,4 and a zoom 0.3,-0.7,0.55,-0.2; or only --window if given), then
-                         time; --json OUT.json
+    bench_peer.py all    check, then time; --json OUT.json
     bench_peer.py step1  --preset tiny --batch 8: step 1 of our `train` vs the peer (g_loss and
                          d_fake of the initial G and D: checks D and the training forward)
     bench_peer.py render (the peer alone, to a PNG and optionally a raw f32 file)
@@ -37,10 +36,13 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
+sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inrgan_peer as P  # noqa: E402
 
 FLOAT_TOL = 1e-3
+# The training square, an extrapolation window and a zoom inside the square.
+DEFAULT_WINDOWS = [[-1.0, -1.0, 1.0, 1.0], [-4.0, -4.0, 4.0, 4.0], [0.3, -0.7, 0.55, -0.2]]
 STEP = 2.0 / 255.0  # one quantisation step in [-1, 1] units
 
 
@@ -52,31 +54,39 @@ STEP = 2.0 / 255.0  # one quantisation step in [-1, 1] units
 def peer_model(args, dtype=torch.float32):
     """(cfg, values, description) for --weights or --preset (random weights, seed 0, as our
     `load_model` draws them)."""
-    if args.weights:
-        cfg, values = P.load_weights(args.weights)
-        return cfg, values, f"weights {args.weights}"
+    if args.weights or args.preset == "builtin":
+        path = args.weights or P.find_repo_root() / "assets" / "model" / "emoji.safetensors"
+        cfg, values = P.load_weights(path)
+        return cfg, values, f"weights {path}"
     cfg = P.load_preset(args.preset)
     t = time.time()
     values = P.init_values(P.generator_specs(cfg), 0)
     return cfg, values, f"preset {args.preset}, random weights (Rng seed 0, {time.time() - t:.1f} s to draw)"
 
 
+def ours_render_help(ours: str) -> str:
+    try:
+        return subprocess.run([ours, "render", "--help"], capture_output=True, text=True, timeout=60).stdout
+    except Exception:
+        return ""
+
+
 def ours_model_args(args):
     if args.weights:
         return ["--weights", str(args.weights)]
+    if "`builtin`" in ours_render_help(args.ours):  # newer CLI: --preset NAME means random weights
+        return ["--preset", args.preset]
+    if args.preset == "builtin":
+        return []
     builtin = P.find_repo_root() / "assets" / "model" / "emoji.safetensors"
     if builtin.exists():
-        sys.exit(f"{builtin} exists: `inrgan render --preset` would use it instead of random weights; "
+        sys.exit(f"{builtin} exists: this `inrgan render --preset` would use it instead of random weights; "
                  "pass --weights")
     return ["--preset", args.preset]
 
 
 def ours_supports_raw(ours: str) -> bool:
-    try:
-        h = subprocess.run([ours, "render", "--help"], capture_output=True, text=True, timeout=60).stdout
-    except Exception:
-        return False
-    return "--raw" in h
+    return "--raw" in ours_render_help(ours)
 
 
 def read_png(path) -> np.ndarray:
@@ -122,6 +132,8 @@ def check_one(args, cfg, values, window, width, height, f64=False) -> dict:
         cmd = [args.ours, "render", *ours_model_args(args), "--seed", str(args.seed), "--psi", str(args.psi),
                "--size", f"{width}x{height}", "--window", win_s, "--out", str(png),
                "--backend", args.backend, "--tile", str(args.tile)]
+        if args.levels:
+            cmd += ["--levels", str(args.levels)]
         has_raw = ours_supports_raw(args.ours)
         if has_raw:
             cmd += ["--raw", str(raw)]
@@ -138,7 +150,7 @@ def check_one(args, cfg, values, window, width, height, f64=False) -> dict:
         G = P.Generator(cfg, values, dtype=dt)
         w = G.map_truncated(P.latent(cfg, args.seed)[None], args.psi)
         t = time.time()
-        img = G.render(w, window, width, height, tile=args.tile).numpy()
+        img = G.render(w, window, width, height, tile=args.tile, levels=args.levels or None).numpy()
         res[name] = (img, time.time() - t)
     peer, t_peer = res["f32"]
     peer_u8 = P.quantize(peer)
@@ -370,7 +382,7 @@ def cmd_render(args):
     width, height = parse_size(args.size)
     G = P.Generator(cfg, values)
     w = G.map_truncated(P.latent(cfg, args.seed)[None], args.psi)
-    img = G.render(w, args.window, width, height, tile=args.tile).numpy()
+    img = G.render(w, args.window or [-1.0, -1.0, 1.0, 1.0], width, height, tile=args.tile).numpy()
     from PIL import Image
 
     Image.fromarray(P.quantize(img).transpose(1, 2, 0)).save(args.out)
@@ -385,14 +397,19 @@ def main():
     for name in ("check", "time", "all", "render", "step1"):
         s = sub.add_parser(name)
         s.add_argument("--weights", help="one of our *.safetensors weight files")
-        s.add_argument("--preset", default="tiny", help="preset with random weights when no --weights")
+        s.add_argument("--preset", default="tiny",
+                       help="preset with random weights (Rng seed 0) when no --weights; `builtin`: "
+                            "assets/model/emoji.safetensors")
         s.add_argument("--ours", default="/tmp/peer-inrgan", help="our inrgan binary")
         s.add_argument("--backend", default="cpu", help="our backend (cpu, gpu, auto)")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--psi", type=float, default=1.0)
         s.add_argument("--size", default="64")
-        s.add_argument("--window", type=parse_window, default=[-1.0, -1.0, 1.0, 1.0])
+        s.add_argument("--window", type=parse_window, default=None,
+                       help="x0,y0,x1,y1 (check/all: default the three DEFAULT_WINDOWS; render: -1,-1,1,1)")
         s.add_argument("--tile", type=int, default=256)
+        s.add_argument("--levels", type=int, default=0,
+                       help="check: scale levels evaluated (the early exit; needs a CLI with render --levels)")
         s.add_argument("--f64", action="store_true", help="also run the peer in float64 (self-check)")
         s.add_argument("--sizes", default="128,256,512,1024")
         s.add_argument("--reps", type=int, default=2)
@@ -417,10 +434,7 @@ def main():
         write_json(args.json, report)
         sys.exit(0 if report["step1"]["agree"] else 1)
     if args.cmd in ("check", "all"):
-        windows = [args.window] if args.cmd == "check" else [[-1.0, -1.0, 1.0, 1.0], [-4.0, -4.0, 4.0, 4.0],
-                                                             [0.3, -0.7, 0.55, -0.2]]
-        if args.cmd == "all" and args.window != [-1.0, -1.0, 1.0, 1.0]:
-            windows = [args.window]
+        windows = [args.window] if args.window else DEFAULT_WINDOWS
         report["agreement"] = cmd_check(args, windows)
         ok = report["agreement"]["agree"]
     if args.cmd in ("time", "all"):

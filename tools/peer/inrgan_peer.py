@@ -483,7 +483,8 @@ def init_values(specs: list, seed: int) -> dict:
 
 
 def read_safetensors(path) -> tuple:
-    """(tensors by name as float32 numpy arrays, metadata dict), parsed by hand."""
+    """(tensors by name as float32 numpy arrays, metadata dict), parsed by hand (8-byte LE header
+    length, JSON header, raw little-endian data)."""
     data = Path(path).read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8:8 + n])
@@ -491,10 +492,12 @@ def read_safetensors(path) -> tuple:
     base = 8 + n
     out = {}
     for name, t in header.items():
-        if t["dtype"] != "F32":
-            raise ValueError(f"{name}: dtype {t['dtype']}, expected F32")
+        # F16 files (the shipped model) widen exactly to f32, as our loader does.
+        dt = {"F32": "<f4", "F16": "<f2"}.get(t["dtype"])
+        if dt is None:
+            raise ValueError(f"{name}: dtype {t['dtype']}, expected F32 or F16")
         a, b = t["data_offsets"]
-        out[name] = np.frombuffer(data[base + a:base + b], dtype="<f4").reshape(t["shape"]).copy()
+        out[name] = np.frombuffer(data[base + a:base + b], dtype=dt).astype(np.float32).reshape(t["shape"])
     return out, meta
 
 
@@ -650,9 +653,10 @@ class Generator(torch.nn.Module):
         return self._tplan
 
     @torch.no_grad()
-    def render(self, w: torch.Tensor, window, width: int, height: int, tile: int = 256) -> torch.Tensor:
+    def render(self, w: torch.Tensor, window, width: int, height: int, tile: int = 256,
+               levels: int | None = None) -> torch.Tensor:
         """``inrgan render``'s tiling: ``window`` = (x0, y0, x1, y1) as on the command line;
-        returns planar ``[3, height, width]``."""
+        ``levels`` < all is the early exit (``partial_plan``); returns planar ``[3, height, width]``."""
         x0, y0, x1, y1 = window
         win = [x0, x1, y0, y1]
         out = torch.empty(3, height, width, dtype=self.dtype, device=self.device)
@@ -660,7 +664,7 @@ class Generator(torch.nn.Module):
         for r0 in range(0, height, tile):
             for c0 in range(0, width, tile):
                 c1, r1 = min(c0 + tile, width), min(r0 + tile, height)
-                plan = partial_plan(self.cfg, win, width, height, range(c0, c1), range(r0, r1))
+                plan = partial_plan(self.cfg, win, width, height, range(c0, c1), range(r0, r1), levels)
                 img = self.synthesize(w.reshape(1, -1), plan)
                 out[:, r0:r1, c0:c1] = img.view(3, r1 - r0, c1 - c0)
         return out

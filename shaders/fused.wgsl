@@ -1,0 +1,121 @@
+// The fully fused forward of one scale block (inference): every FMM layer of the block and its
+// toRGB outputs for a tile of pixels of one image, in one dispatch. Each invocation is a pixel
+// and keeps its activation vector in private memory, so activations are never written out
+// between layers (the fully fused MLP of tiny-cuda-nn, with per-image weights). Every lane of a
+// workgroup reads the same weight at the same time (one image per workgroup), so weights arrive
+// as uniform, cached loads.
+//
+// Lavapipe (Mesa 22.3) with naga's loop bounding ends a loop early once that loop statement has
+// run 65536 iterations in one invocation (naga's bound counter lives for the whole function
+// call); a 256x256 layer alone is 65536 products. So the products run in `dot_row`, a function
+// of its own (its counter starts again on every call), four at a time.
+//
+// Per layer j: h' = lrelu_alpha(W_j[b] h + bias_j) * gain; after the layers whose bit is set in
+// rgb_mask: rgb += R_j[b] h' + rgb_bias_j. At the end img[b, :, px] += rgb and
+// out[b, :, px] = h (the block's last features, the next block's input).
+//
+// Packing (all offsets in floats): wpack[b * w_per_image + w_off[j] + o * c_in_j + i];
+// bpack[b_off[j] + o]; rgbw[b * rgb_per_image + rgb_off[j] + c * c_out_j + i];
+// rgbb[rgb_b_off[j] + c]. x[b * x_batch_stride + i * pixels + px] (x_batch_stride 0: one input
+// shared by the batch).
+
+struct Params {
+    pixels: u32,
+    n_layers: u32,
+    c_in0: u32,
+    x_batch_stride: u32,
+    w_per_image: u32,
+    rgb_per_image: u32,
+    rgb_mask: u32,
+    c_last: u32,
+    alpha: f32,
+    gain: f32,
+    groups_x: u32,
+    _pad1: u32,
+    // Up to 16 layers, four per vec4.
+    c_out: array<vec4<u32>, 4>,
+    w_off: array<vec4<u32>, 4>,
+    b_off: array<vec4<u32>, 4>,
+    rgb_off: array<vec4<u32>, 4>,
+    rgb_b_off: array<vec4<u32>, 4>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wpack: array<f32>;
+@group(0) @binding(3) var<storage, read> bpack: array<f32>;
+@group(0) @binding(4) var<storage, read> rgbw: array<f32>;
+@group(0) @binding(5) var<storage, read> rgbb: array<f32>;
+@group(0) @binding(6) var<storage, read_write> img: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 64u;
+// Widest layer input or output a block may have (wider blocks use the unfused kernels).
+const MAXW: u32 = 512u;
+// sum_i wpack[row + i] * h[i], four products per iteration.
+fn dot_row(row: u32, n: u32, h: ptr<function, array<f32, MAXW>>) -> f32 {
+    var acc = 0.0;
+    var i = 0u;
+    for (; i + 4u <= n; i += 4u) {
+        acc += wpack[row + i] * (*h)[i] + wpack[row + i + 1u] * (*h)[i + 1u]
+            + wpack[row + i + 2u] * (*h)[i + 2u] + wpack[row + i + 3u] * (*h)[i + 3u];
+    }
+    for (; i < n; i++) {
+        acc += wpack[row + i] * (*h)[i];
+    }
+    return acc;
+}
+
+@compute @workgroup_size(64)
+fn level_forward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let b = wid.y;
+    let px = (wid.z * p.groups_x + wid.x) * WG + lid.x;
+    let valid = px < p.pixels;
+    // Out-of-range lanes compute on a valid pixel and store nothing.
+    let q = min(px, p.pixels - 1u);
+    var h: array<f32, MAXW>;
+    var hn: array<f32, MAXW>;
+    var c_in = p.c_in0;
+    for (var i = 0u; i < c_in; i++) {
+        h[i] = x[b * p.x_batch_stride + i * p.pixels + q];
+    }
+    var rgb = vec3<f32>(0.0, 0.0, 0.0);
+    for (var j = 0u; j < p.n_layers; j++) {
+        let c_out = p.c_out[j >> 2u][j & 3u];
+        let woff = b * p.w_per_image + p.w_off[j >> 2u][j & 3u];
+        let boff = p.b_off[j >> 2u][j & 3u];
+        for (var o = 0u; o < c_out; o++) {
+            let row = woff + o * c_in;
+            let acc = dot_row(row, c_in, &h);
+            let z = acc + bpack[boff + o];
+            hn[o] = select(p.alpha * z, z, z > 0.0) * p.gain;
+        }
+        for (var o = 0u; o < c_out; o++) {
+            h[o] = hn[o];
+        }
+        c_in = c_out;
+        if ((p.rgb_mask >> j) & 1u) == 1u {
+            let roff = b * p.rgb_per_image + p.rgb_off[j >> 2u][j & 3u];
+            let rb = p.rgb_b_off[j >> 2u][j & 3u];
+            for (var c = 0u; c < 3u; c++) {
+                var acc = 0.0;
+                for (var i = 0u; i < c_out; i++) {
+                    acc += rgbw[roff + c * c_out + i] * h[i];
+                }
+                rgb[c] += acc + rgbb[rb + c];
+            }
+        }
+    }
+    if valid {
+        for (var c = 0u; c < 3u; c++) {
+            let k = (b * 3u + c) * p.pixels + px;
+            img[k] = img[k] + rgb[c];
+        }
+        for (var o = 0u; o < p.c_last; o++) {
+            out[(b * p.c_last + o) * p.pixels + px] = h[o];
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `shaders/fused.wgsl`: one scale block's FMM layers and toRGB outputs in one dispatch
+//! (inference). The unfused kernels stay the reference it is tested against.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{need, u32_of};
+use crate::gpu::{GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Shader};
+pub use crate::reference::fused::{FusedShape, MAX_LAYERS, MAX_WIDTH};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, Default)]
+struct Params {
+    pixels: u32,
+    n_layers: u32,
+    c_in0: u32,
+    x_batch_stride: u32,
+    w_per_image: u32,
+    rgb_per_image: u32,
+    rgb_mask: u32,
+    c_last: u32,
+    alpha: f32,
+    gain: f32,
+    groups_x: u32,
+    _pad: u32,
+    c_out: [u32; 16],
+    w_off: [u32; 16],
+    b_off: [u32; 16],
+    rgb_off: [u32; 16],
+    rgb_b_off: [u32; 16],
+}
+
+/// Pixels per workgroup (one invocation per pixel).
+const WG: usize = 64;
+
+fn table(name: &str, v: &[usize]) -> GpuResult<[u32; 16]> {
+    let mut t = [0u32; 16];
+    for (i, &x) in v.iter().enumerate().take(16) {
+        t[i] = u32_of(name, x)?;
+    }
+    Ok(t)
+}
+
+/// See [`crate::reference::fused::level_forward`]: `img += rgb of the block`,
+/// `out = the block's last features`.
+#[allow(clippy::too_many_arguments)]
+pub fn level_forward(
+    rec: &mut Recorder,
+    s: &FusedShape,
+    x: &GpuBuffer<f32>,
+    w: &GpuBuffer<f32>,
+    bias: &GpuBuffer<f32>,
+    rgbw: &GpuBuffer<f32>,
+    rgbb: &GpuBuffer<f32>,
+    img: &GpuBuffer<f32>,
+    out: &GpuBuffer<f32>,
+) -> GpuResult<()> {
+    if !s.fits() {
+        return Err(GpuError::Shape(format!(
+            "fused block: at most {MAX_LAYERS} layers of at most {MAX_WIDTH} channels, got {} -> {:?}",
+            s.c_in, s.layers
+        )));
+    }
+    if s.batch == 0 || s.pixels == 0 {
+        return Ok(());
+    }
+    let (woff, wlen) = s.weight_offsets();
+    let (boff, blen) = s.bias_offsets();
+    let (roff, rlen) = s.rgb_offsets();
+    let (rboff, rblen) = s.rgb_bias_offsets();
+    let xlen = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
+    need("fused x", x, xlen)?;
+    need("fused weights", w, s.batch * wlen)?;
+    need("fused bias", bias, blen)?;
+    need("fused rgb weights", rgbw, s.batch * rlen)?;
+    need("fused rgb bias", rgbb, rblen)?;
+    need("fused img", img, s.batch * 3 * s.pixels)?;
+    need("fused out", out, s.batch * s.c_last() * s.pixels)?;
+    u32_of(
+        "fused values",
+        s.batch * wlen.max(s.c_last().max(s.c_in) * s.pixels),
+    )?;
+    let c_out: Vec<usize> = s.layers.iter().map(|l| l.0).collect();
+    let mask = s
+        .layers
+        .iter()
+        .enumerate()
+        .fold(0u32, |m, (j, l)| if l.1 { m | (1 << j) } else { m });
+    // Workgroups of pixels, folded into x and z to stay under the 65535 per-dimension limit.
+    let groups = s.pixels.div_ceil(WG);
+    let gx = groups.min(65535);
+    let gz = groups.div_ceil(gx);
+    let p = Params {
+        groups_x: u32_of("groups", gx)?,
+        pixels: u32_of("pixels", s.pixels)?,
+        n_layers: s.layers.len() as u32,
+        c_in0: u32_of("c_in", s.c_in)?,
+        x_batch_stride: if s.broadcast_input {
+            0
+        } else {
+            u32_of("x stride", s.c_in * s.pixels)?
+        },
+        w_per_image: u32_of("weights per image", wlen)?,
+        rgb_per_image: u32_of("rgb weights per image", rlen)?,
+        rgb_mask: mask,
+        c_last: u32_of("c_last", s.c_last())?,
+        alpha: s.alpha,
+        gain: s.gain,
+        c_out: table("c_out", &c_out)?,
+        w_off: table("w_off", &woff)?,
+        b_off: table("b_off", &boff)?,
+        rgb_off: table("rgb_off", &roff)?,
+        rgb_b_off: table("rgb_b_off", &rboff)?,
+        ..Default::default()
+    };
+    // A toRGB-less block still binds something at the rgb slots.
+    let rw = if rlen == 0 { w } else { rgbw };
+    let rb = if rblen == 0 { bias } else { rgbb };
+    rec.dispatch(
+        Kernel::new(Shader::Fused, "level_forward"),
+        &p,
+        &[
+            Some(x.raw()),
+            Some(w.raw()),
+            Some(bias.raw()),
+            Some(rw.raw()),
+            Some(rb.raw()),
+            Some(img.raw()),
+            Some(out.raw()),
+        ],
+        [
+            u32_of("workgroups", gx)?,
+            u32_of("batch", s.batch)?,
+            u32_of("workgroups", gz)?,
+        ],
+    )
+}

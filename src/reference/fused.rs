@@ -1,0 +1,161 @@
+//! Reference of `shaders/fused.wgsl`: one scale block's FMM layers and toRGB outputs for each
+//! pixel of each image, the composite of the unfused kernels (modulated linear + bias, leaky
+//! ReLU with gain, modulated toRGB accumulated into the image).
+
+use super::{Float, c};
+
+/// The shape of a fused block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FusedShape {
+    pub batch: usize,
+    pub pixels: usize,
+    /// Channels of the block's input.
+    pub c_in: usize,
+    /// The input is one `[c_in, pixels]` map shared by the batch.
+    pub broadcast_input: bool,
+    /// Per layer: its output channels and whether a toRGB follows it.
+    pub layers: Vec<(usize, bool)>,
+    pub alpha: f32,
+    pub gain: f32,
+}
+
+/// Most layers a fused block may have, and the widest input or output (the kernel's limits).
+pub const MAX_LAYERS: usize = 16;
+pub const MAX_WIDTH: usize = 512;
+
+impl FusedShape {
+    /// Input channels of layer `j`.
+    pub fn c_in_of(&self, j: usize) -> usize {
+        if j == 0 {
+            self.c_in
+        } else {
+            self.layers[j - 1].0
+        }
+    }
+    /// Output channels of the block.
+    pub fn c_last(&self) -> usize {
+        self.layers.last().map_or(self.c_in, |l| l.0)
+    }
+    /// Offsets of each layer's weights in one image's pack, and the pack's length.
+    pub fn weight_offsets(&self) -> (Vec<usize>, usize) {
+        let mut off = Vec::new();
+        let mut n = 0;
+        for (j, &(co, _)) in self.layers.iter().enumerate() {
+            off.push(n);
+            n += co * self.c_in_of(j);
+        }
+        (off, n)
+    }
+    /// Offsets of each layer's bias in the bias pack, and its length.
+    pub fn bias_offsets(&self) -> (Vec<usize>, usize) {
+        let mut off = Vec::new();
+        let mut n = 0;
+        for &(co, _) in &self.layers {
+            off.push(n);
+            n += co;
+        }
+        (off, n)
+    }
+    /// Offsets of each toRGB's weights in one image's pack (for layers with one), and the
+    /// pack's length.
+    pub fn rgb_offsets(&self) -> (Vec<usize>, usize) {
+        let mut off = Vec::new();
+        let mut n = 0;
+        for &(co, rgb) in &self.layers {
+            off.push(n);
+            if rgb {
+                n += 3 * co;
+            }
+        }
+        (off, n)
+    }
+    /// Offsets of each toRGB's bias (3 values per toRGB), and the pack's length.
+    pub fn rgb_bias_offsets(&self) -> (Vec<usize>, usize) {
+        let mut off = Vec::new();
+        let mut n = 0;
+        for &(_, rgb) in &self.layers {
+            off.push(n);
+            if rgb {
+                n += 3;
+            }
+        }
+        (off, n)
+    }
+    /// Whether the fused kernel can run this block.
+    pub fn fits(&self) -> bool {
+        !self.layers.is_empty()
+            && self.layers.len() <= MAX_LAYERS
+            && self.c_in <= MAX_WIDTH
+            && self.layers.iter().all(|l| l.0 <= MAX_WIDTH && l.0 > 0)
+            && self.c_in > 0
+    }
+}
+
+/// `(img + block rgb, last features [batch, c_last, pixels])` for input `x` (`[batch, c_in,
+/// pixels]`, or `[c_in, pixels]` when broadcast), weight pack `w [batch, per-image pack]`,
+/// bias pack, toRGB weight pack `[batch, per-image pack]` and toRGB bias pack.
+#[allow(clippy::too_many_arguments)]
+pub fn level_forward<F: Float>(
+    s: &FusedShape,
+    x: &[F],
+    w: &[F],
+    bias: &[F],
+    rgbw: &[F],
+    rgbb: &[F],
+    img: &[F],
+) -> (Vec<F>, Vec<F>) {
+    let np = s.pixels;
+    let (woff, wlen) = s.weight_offsets();
+    let (boff, _) = s.bias_offsets();
+    let (roff, rlen) = s.rgb_offsets();
+    let (rboff, _) = s.rgb_bias_offsets();
+    let alpha = c::<F>(s.alpha as f64);
+    let gain = c::<F>(s.gain as f64);
+    let mut img = img.to_vec();
+    let c_last = s.c_last();
+    let mut out = vec![F::zero(); s.batch * c_last * np];
+    for b in 0..s.batch {
+        let xb = if s.broadcast_input {
+            0
+        } else {
+            b * s.c_in * np
+        };
+        for q in 0..np {
+            let mut h: Vec<F> = (0..s.c_in).map(|i| x[xb + i * np + q]).collect();
+            let mut rgb = [F::zero(); 3];
+            for (j, &(co, has_rgb)) in s.layers.iter().enumerate() {
+                let ci = h.len();
+                let wb = &w[b * wlen + woff[j]..];
+                let hn: Vec<F> = (0..co)
+                    .map(|o| {
+                        let mut acc = F::zero();
+                        for (i, &hv) in h.iter().enumerate() {
+                            acc = acc + wb[o * ci + i] * hv;
+                        }
+                        let z = acc + bias[boff[j] + o];
+                        (if z > F::zero() { z } else { alpha * z }) * gain
+                    })
+                    .collect();
+                h = hn;
+                if has_rgb {
+                    let rw = &rgbw[b * rlen + roff[j]..];
+                    for (c, v) in rgb.iter_mut().enumerate() {
+                        let mut acc = F::zero();
+                        for (i, &hv) in h.iter().enumerate() {
+                            acc = acc + rw[c * co + i] * hv;
+                        }
+                        *v = *v + acc + rgbb[rboff[j] + c];
+                    }
+                }
+            }
+            for (c, v) in rgb.iter().enumerate() {
+                let k = (b * 3 + c) * np + q;
+                img[k] = img[k] + *v;
+            }
+            for (o, &hv) in h.iter().enumerate() {
+                out[(b * c_last + o) * np + q] = hv;
+            }
+        }
+    }
+    (img, out)
+}
