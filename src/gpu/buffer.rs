@@ -1,6 +1,7 @@
 //! Typed storage buffers: upload and readback through bytemuck.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
@@ -20,6 +21,32 @@ const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 
 /// Buffers are at least this big: a zero-sized binding is invalid.
 const MIN_BYTES: u64 = 16;
+
+/// Bytes held by live `GpuBuffer`s in this process, and the most held at once since the last
+/// [`reset_peak_bytes`] (the benchmarks' GPU memory figure).
+static LIVE: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+
+fn track(bytes: u64) {
+    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+/// (live, peak) bytes of storage buffers.
+pub fn buffer_bytes() -> (u64, u64) {
+    (LIVE.load(Ordering::Relaxed), PEAK.load(Ordering::Relaxed))
+}
+
+/// Starts a new peak from the bytes live now.
+pub fn reset_peak_bytes() {
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+impl<T: Pod> Drop for GpuBuffer<T> {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(Self::byte_size(self.len), Ordering::Relaxed);
+    }
+}
 
 impl<T: Pod> GpuBuffer<T> {
     fn byte_size(len: usize) -> u64 {
@@ -43,6 +70,7 @@ impl<T: Pod> GpuBuffer<T> {
                 mapped_at_creation: false,
             })
         })?;
+        track(size);
         Ok(Self {
             buffer,
             len,
@@ -63,6 +91,7 @@ impl<T: Pod> GpuBuffer<T> {
                     usage: USAGE,
                 })
         })?;
+        track(Self::byte_size(data.len()));
         Ok(Self {
             buffer,
             len: data.len(),

@@ -17,7 +17,7 @@ mod context;
 mod recorder;
 pub mod shaders;
 
-pub use buffer::GpuBuffer;
+pub use buffer::{GpuBuffer, buffer_bytes, reset_peak_bytes};
 pub use context::{
     AdapterSummary, GpuContext, GpuOptions, choose_adapter, device_descriptor, enumerate_adapters,
 };

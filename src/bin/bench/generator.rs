@@ -18,6 +18,28 @@ pub struct GenRow {
     pub ms: f64,
     pub estimated: bool,
     pub gflops: f64,
+    /// Most storage-buffer memory held during the frame (GPU backend).
+    pub gpu_peak_mb: Option<f64>,
+    /// GFLOP/s as a share of the adapter's FP32 peak, where the adapter is known.
+    pub peak_share: Option<f64>,
+}
+
+/// Published FP32 (non-tensor-core) peaks, GFLOP/s, of adapters we may meet.
+pub fn fp32_peak_gflops(adapter: &str) -> Option<f64> {
+    let a = adapter.to_ascii_lowercase();
+    [
+        ("h200", 67_000.0),
+        ("h100 pcie", 51_200.0),
+        ("h100", 67_000.0),
+        ("a100", 19_500.0),
+        ("l40s", 91_600.0),
+        ("rtx 4090", 82_600.0),
+        ("rtx 3090", 35_600.0),
+        ("v100", 15_700.0),
+    ]
+    .iter()
+    .find(|(k, _)| a.contains(k))
+    .map(|&(_, v)| v)
 }
 
 /// Multiply-adds of one frame at `size`²: every level's cells times its per-cell work (coarse
@@ -69,6 +91,7 @@ pub fn run<B: Backend>(
             let (ms, estimated) = match estimate {
                 Some(e) if e > budget.as_secs_f64() * 1e3 => (e, true),
                 _ => {
+                    inrgan::gpu::reset_peak_bytes();
                     let t = Instant::now();
                     g.render_tiles(
                         be,
@@ -94,15 +117,25 @@ pub fn run<B: Backend>(
                 ms,
                 estimated,
                 gflops: flops / (ms * 1e-3) / 1e9,
+                peak_share: fp32_peak_gflops(&be.name()).map(|p| flops / (ms * 1e-3) / 1e9 / p),
+                gpu_peak_mb: if estimated || !be.name().starts_with("gpu") {
+                    None
+                } else {
+                    Some(inrgan::gpu::buffer_bytes().1 as f64 / 1e6)
+                },
             });
             let r = rows.last().expect("just pushed");
             println!(
-                "{:<10} {:>6}² {:>12.1} ms{} {:>8.2} GFLOP/s   {}",
+                "{:<10} {:>6}² {:>12.1} ms{} {:>8.2} GFLOP/s{} {:>10}   {}",
                 r.preset,
                 r.size,
                 r.ms,
                 if r.estimated { " (est.)" } else { "       " },
                 r.gflops,
+                r.peak_share
+                    .map_or(String::new(), |s| format!(" ({:.1}% of peak)", s * 100.0)),
+                r.gpu_peak_mb
+                    .map_or(String::new(), |m| format!("{m:.0} MB GPU")),
                 r.backend
             );
         }

@@ -149,6 +149,7 @@ fn main() -> Result<()> {
             gen_rows.push(serde_json::json!({
                 "preset": r.preset, "backend": r.backend, "size": r.size,
                 "ms": r.ms, "estimated": r.estimated, "gflops": r.gflops,
+                "gpu_peak_mb": r.gpu_peak_mb, "peak_share": r.peak_share,
             }));
         }
     }
@@ -189,7 +190,15 @@ fn main() -> Result<()> {
         "kernels": kernel_rows,
         "generator": gen_rows,
         "train": train_rows,
+        "host_peak_mb": host_peak_mb(),
+        "gpu_buffers_peak_mb": inrgan::gpu::buffer_bytes().1 as f64 / 1e6,
     });
+    if let Some(mb) = host_peak_mb() {
+        println!(
+            "
+peak host memory (VmHWM): {mb:.0} MB"
+        );
+    }
     if let Some(dir) = std::path::Path::new(&args.json).parent() {
         std::fs::create_dir_all(dir).ok();
     }
@@ -280,4 +289,12 @@ fn run_kernels(ctx: &GpuContext, args: &Args) -> Result<Vec<serde_json::Value>> 
         }));
     }
     Ok(rows)
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), MB.
+fn host_peak_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1e3)
 }
