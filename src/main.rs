@@ -20,7 +20,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Open the explorer window (the default).
-    Gui,
+    Gui {
+        /// Weights to open (default: the last model, else the built-in one).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// The viewport's backend: cpu, gpu, or auto (the GPU unless it is a software adapter).
+        #[arg(long, default_value = "auto")]
+        backend: BackendKind,
+    },
     /// List the GPU adapters wgpu sees and say which one would be used.
     Gpu,
     /// Render one latent to a PNG, at any size and for any window of the plane.
@@ -301,8 +308,15 @@ fn gpu_report() -> Result<()> {
 fn main() -> Result<()> {
     env_logger_init();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Gui) {
-        Command::Gui => inrgan::app::run(),
+    match cli.command.unwrap_or(Command::Gui {
+        weights: None,
+        backend: BackendKind::auto(),
+    }) {
+        Command::Gui { weights, backend } => inrgan::app::run_with(inrgan::app::AppOptions {
+            weights,
+            backend,
+            ..Default::default()
+        }),
         Command::Gpu => gpu_report(),
         Command::Render {
             weights,
