@@ -1486,9 +1486,21 @@ fn im2col(s: &ConvShape, xn: &[f32], p0: usize, np: usize, cols: &mut Vec<f32>) 
                     let iy = (oy * stride + ky).wrapping_sub(pad);
                     if iy < h {
                         let src = &plane[iy * wd..(iy + 1) * wd];
-                        for (t, v) in seg.iter_mut().enumerate() {
-                            let ix = ((ox0 + t) * stride + kx).wrapping_sub(pad);
-                            *v = if ix < wd { src[ix] } else { 0.0 };
+                        if stride == 1 {
+                            // ix = ox + kx - pad: a contiguous run of the row, zeros outside.
+                            let start = (ox0 + kx) as isize - pad as isize;
+                            let lo = (-start).clamp(0, len as isize) as usize;
+                            let hi =
+                                (wd as isize - start).clamp(lo as isize, len as isize) as usize;
+                            seg[..lo].fill(0.0);
+                            let s0 = (start + lo as isize) as usize;
+                            seg[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                            seg[hi..].fill(0.0);
+                        } else {
+                            for (t, v) in seg.iter_mut().enumerate() {
+                                let ix = ((ox0 + t) * stride + kx).wrapping_sub(pad);
+                                *v = if ix < wd { src[ix] } else { 0.0 };
+                            }
                         }
                     }
                     j += len;
@@ -2185,17 +2197,21 @@ impl Backend for CpuBackend {
                 .filter(move |&i| i < n_out)
                 .map(move |i| (i, iy + 1 - 2 * i))
         };
+        // The column taps of every input column, once (at most 2 per column; same order as
+        // `taps`, so the sums are unchanged).
+        let xtaps: Vec<Vec<(usize, usize)>> = (0..w).map(|ix| taps(ix, wo).collect()).collect();
         self.rows(
             &mut dxg[..planes * h * w],
             w,
             planes * h * w * 16,
             |r, out| {
                 let (p, iy) = (r / h, r % h);
+                let ytaps: Vec<(usize, usize)> = taps(iy, ho).collect();
                 for (ix, v) in out.iter_mut().enumerate() {
                     let mut acc = 0f32;
-                    for (i, a) in taps(iy, ho) {
+                    for &(i, a) in &ytaps {
                         let src = &dyv[(p * ho + i) * wo..(p * ho + i + 1) * wo];
-                        for (j, bb) in taps(ix, wo) {
+                        for &(j, bb) in &xtaps[ix] {
                             acc += f[a] * f[bb] * src[j];
                         }
                     }
