@@ -556,3 +556,42 @@ impl eframe::App for ExplorerApp {
         self.training.stop_and_wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What eframe stores (RON) comes back as it was: the view, latents, panels and paths.
+    #[test]
+    fn saved_state_round_trips_through_ron() {
+        let mut s = Saved {
+            view: View {
+                cx: -3.25,
+                cy: 0.5,
+                half: 0.01,
+            },
+            tab: Tab::Export,
+            recent: vec!["a.safetensors".into()],
+            model_path: Some("m.safetensors".into()),
+            ..Saved::default()
+        };
+        s.latent.spec.seeds = [9, 8, 7, 6];
+        s.latent.spec.uv = [0.25, 0.75];
+        s.latent.spec.mixing = vec![None, Some(2)];
+        s.export.width = 16384;
+        s.train.data = "emoji:animals".into();
+        let text = ron::to_string(&s).unwrap();
+        let back: Saved = ron::from_str(&text).unwrap();
+        assert_eq!(back.view, s.view);
+        assert_eq!(back.tab, Tab::Export);
+        assert_eq!(back.latent.spec, s.latent.spec);
+        assert_eq!(back.export.width, 16384);
+        assert_eq!(back.train.data, "emoji:animals");
+        assert_eq!(back.recent, s.recent);
+        assert_eq!(back.model_path, s.model_path);
+        // A state from an older version (missing fields) still loads.
+        let old: Saved = ron::from_str("(view: (cx: 1.0, cy: 2.0, half: 3.0))").unwrap();
+        assert_eq!(old.view.half, 3.0);
+        assert_eq!(old.tab, Tab::Latent);
+    }
+}
