@@ -1,6 +1,8 @@
 // Linear family: one strided, batched matrix product with an optional bias.
 //
 //   C[b](m, n) = alpha * sum_k A[b](m, k) * B[b](k, n)  (+ bias_gain * bias[m or n])  (+ C if accumulate)
+//   then, if has_act: C = lrelu_{act_alpha}(C) * act_gain (the layers' activation as an epilogue,
+//   so the pre-activation is never written)
 //
 // where X[b](i, j) = X[b * s_b + i * s_i + j * s_j] for each operand. Every layer of the model is
 // this product with different strides: the dense linear layer (mapping network, affine heads,
@@ -17,8 +19,8 @@ struct Params {
     m: u32, n: u32, k: u32, batch: u32,
     a_b: u32, a_m: u32, a_k: u32, b_b: u32,
     b_k: u32, b_n: u32, c_b: u32, c_m: u32,
-    c_n: u32, bias_mode: u32, accumulate: u32, _pad0: u32,
-    alpha: f32, bias_gain: f32, _pad1: f32, _pad2: f32,
+    c_n: u32, bias_mode: u32, accumulate: u32, has_act: u32,
+    alpha: f32, bias_gain: f32, act_alpha: f32, act_gain: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -83,6 +85,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if (p.bias_mode == 2u) { v += p.bias_gain * bias[n]; }
             let ci = b * p.c_b + m * p.c_m + n * p.c_n;
             if (p.accumulate != 0u) { v += C[ci]; }
+            if (p.has_act != 0u) { v = select(p.act_alpha * v, v, v > 0.0) * p.act_gain; }
             C[ci] = v;
         }
     }

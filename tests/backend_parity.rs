@@ -230,8 +230,26 @@ parity!(gemm_layers, atol = 1e-5, rtol = 1e-5, |be| {
         bias: BiasMode::PerCol,
         bias_gain: 0.7,
         accumulate: true,
+        act: None,
     };
     run_gemm(be, &mut o, "strided per-col bias", &g, 7)?;
+    // The activation epilogue, strided and on the layers' contiguous layout.
+    let ga = Gemm {
+        act: Some((0.2, 1.4)),
+        ..g
+    };
+    run_gemm(be, &mut o, "strided act epilogue", &ga, 9)?;
+    let ms = ModLinearShape {
+        batch: 3,
+        c_in: 7,
+        c_out: 5,
+        pixels: 67,
+    };
+    let gl = Gemm {
+        act: Some((0.2, std::f32::consts::SQRT_2)),
+        ..Gemm::modlinear_forward(&ms, true, false)
+    };
+    run_gemm(be, &mut o, "layer act epilogue", &gl, 10)?;
     // K = 0: C = bias (+ C).
     let g0 = Gemm { k: 0, ..g };
     run_gemm(be, &mut o, "k = 0", &g0, 8)?;
@@ -295,6 +313,7 @@ fn gemm_overlapping_outputs_cpu() {
             bias: BiasMode::PerRow,
             bias_gain: 1.0,
             accumulate: true,
+            act: None,
         },
         Gemm {
             m: 3,
@@ -308,6 +327,7 @@ fn gemm_overlapping_outputs_cpu() {
             bias: BiasMode::None,
             bias_gain: 0.0,
             accumulate: true,
+            act: None,
         },
         Gemm {
             m: 3,
@@ -321,6 +341,7 @@ fn gemm_overlapping_outputs_cpu() {
             bias: BiasMode::None,
             bias_gain: 0.0,
             accumulate: true,
+            act: None,
         },
     ];
     for (i, g) in cases.iter().enumerate() {

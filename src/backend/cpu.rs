@@ -1625,7 +1625,27 @@ impl Backend for CpuBackend {
             _ => rd_opt("gemm bias", bias)?,
         };
         let mut cg = wr("gemm C", c)?;
-        self.gemm_f32(g, &ag, &bg, biasg.as_deref().map(|v| v.as_slice()), &mut cg)
+        self.gemm_f32(g, &ag, &bg, biasg.as_deref().map(|v| v.as_slice()), &mut cg)?;
+        if let Some((alpha, gain)) = g.act {
+            let f = |v: &mut f32| *v = if *v > 0.0 { *v } else { alpha * *v } * gain;
+            let (m, n) = (g.m, g.n);
+            if g.c.sj == 1 && g.c.si == n && (g.batch == 1 || g.c.sb == m * n) {
+                // One contiguous block (the layers' [batch, c_out, pixels]).
+                let len = g.batch * m * n;
+                self.rows(&mut cg[..len], n.max(1), len, |_, row| {
+                    row.iter_mut().for_each(f)
+                });
+            } else {
+                for bt in 0..g.batch {
+                    for i in 0..m {
+                        for j in 0..n {
+                            f(&mut cg[bt * g.c.sb + i * g.c.si + j * g.c.sj]);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn fmm_forward(

@@ -30,10 +30,11 @@ struct Params {
     c_n: u32,
     bias_mode: u32,
     accumulate: u32,
-    _pad0: u32,
+    has_act: u32,
     alpha: f32,
     bias_gain: f32,
-    _pad1: [f32; 2],
+    act_alpha: f32,
+    act_gain: f32,
 }
 
 /// Records `g` with operands `a`, `b`, optional `bias`, output `c`.
@@ -82,9 +83,11 @@ pub fn gemm(
             BiasMode::PerCol => 2,
         },
         accumulate: g.accumulate as u32,
+        has_act: g.act.is_some() as u32,
         alpha: g.alpha,
         bias_gain: g.bias_gain,
-        ..Default::default()
+        act_alpha: g.act.map_or(0.0, |a| a.0),
+        act_gain: g.act.map_or(1.0, |a| a.1),
     };
     let groups = [
         u32_of("column tiles", g.n.div_ceil(TILE_N))?,

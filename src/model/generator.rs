@@ -722,28 +722,21 @@ impl Generator {
                 } else {
                     &tape.acts[j - 1]
                 };
-                let pre = be.zeros(batch * l.c_out * np, "pre")?;
                 let ms = ModLinearShape {
                     batch,
                     c_in: l.c_in,
                     c_out: l.c_out,
                     pixels: np,
                 };
+                // The activation is the product's epilogue: the pre-activation is never stored
+                // (the backward reads the slope from the output).
                 let mut g = Gemm::modlinear_forward(&ms, true, false);
+                g.act = Some((ALPHA, GAIN));
                 if j == 0 && tape.broadcast_input {
                     g.b = Strides { sb: 0, ..g.b };
                 }
-                be.gemm(&g, &wb, x, Some(&p.bufs[l.bias]), &pre)?;
                 let act = be.zeros(batch * l.c_out * np, "act")?;
-                let a = ActShape {
-                    outer: 1,
-                    channels: 1,
-                    inner: batch * l.c_out * np,
-                    alpha: ALPHA,
-                    gain: GAIN,
-                    b_gain: 0.0,
-                };
-                be.act_forward(&a, &pre, None, &act)?;
+                be.gemm(&g, &wb, x, Some(&p.bufs[l.bias]), &act)?;
                 let mut lt = LayerTape {
                     styles,
                     wb,

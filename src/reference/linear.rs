@@ -155,6 +155,10 @@ pub struct Gemm {
     pub bias: BiasMode,
     pub bias_gain: f32,
     pub accumulate: bool,
+    /// An epilogue `lrelu_alpha(v) * gain` applied to each result (after bias and
+    /// accumulation): (alpha, gain). The model's layers use it so that the pre-activation is
+    /// never stored; the backward reads the slope from the output.
+    pub act: Option<(f32, f32)>,
 }
 
 fn extent(s: Strides, batch: usize, rows: usize, cols: usize) -> usize {
@@ -193,6 +197,7 @@ impl Gemm {
             },
             bias_gain: s.b_gain,
             accumulate: false,
+            act: None,
         }
     }
 
@@ -210,6 +215,7 @@ impl Gemm {
             bias: BiasMode::None,
             bias_gain: 0.0,
             accumulate,
+            act: None,
         }
     }
 
@@ -227,6 +233,7 @@ impl Gemm {
             bias: BiasMode::None,
             bias_gain: 0.0,
             accumulate,
+            act: None,
         }
     }
 
@@ -250,6 +257,7 @@ impl Gemm {
             },
             bias_gain: 1.0,
             accumulate: false,
+            act: None,
         }
     }
 
@@ -272,6 +280,7 @@ impl Gemm {
             bias: BiasMode::None,
             bias_gain: 0.0,
             accumulate,
+            act: None,
         }
     }
 
@@ -290,6 +299,7 @@ impl Gemm {
             bias: BiasMode::None,
             bias_gain: 0.0,
             accumulate,
+            act: None,
         }
     }
 }
@@ -316,6 +326,10 @@ pub fn gemm<F: Float>(g: &Gemm, a: &[F], b: &[F], bias: Option<&[F]>, c: &mut [F
                 let ci = bt * g.c.sb + m * g.c.si + n * g.c.sj;
                 if g.accumulate {
                     v = v + c[ci];
+                }
+                if let Some((a, gain)) = g.act {
+                    let (a, gain) = (super::c::<F>(a as f64), super::c::<F>(gain as f64));
+                    v = if v > F::zero() { v } else { a * v } * gain;
                 }
                 c[ci] = v;
             }

@@ -301,6 +301,7 @@ fn gemm_rejects_short_buffers() {
         bias: BiasMode::None,
         bias_gain: 0.0,
         accumulate: false,
+        act: None,
     };
     let err = k::gemm(&mut rec, &gm, &zeros(16), &zeros(15), None, &zeros(16)).unwrap_err();
     assert!(err.to_string().contains("gemm B"), "{err}");
@@ -335,6 +336,8 @@ fn gemm_matches_its_reference_with_general_strides() {
         bias: BiasMode::PerCol,
         bias_gain: 0.5,
         accumulate: true,
+        // The activation epilogue on a strided, accumulated result.
+        act: Some((0.2, 1.4)),
     };
     let (ea, eb, ec) = gm.extents();
     let (a, b, bias, c0) = (
