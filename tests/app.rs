@@ -224,6 +224,47 @@ fn export_writes_a_png_whose_recipe_reproduces_it() {
 }
 
 #[test]
+fn export_writes_a_seed_grid_and_walk_frames() {
+    let dir = tmpdir("grid");
+    let mut h = harness(options(&dir, BackendKind::Cpu));
+    {
+        let app = h.state_mut();
+        app.set_tab(Tab::Export);
+        let s = app.export_settings_mut();
+        s.path = dir.join("x.png").display().to_string();
+        s.grid_side = 3;
+        s.grid_image = 16;
+        s.walk_frames = 4;
+        s.walk_size = 24;
+        s.walk_dir = dir.join("walk").display().to_string();
+    }
+    h.step();
+    h.get_by_role_and_label(Role::Button, "Export seed grid")
+        .click();
+    wait(&mut h, "the grid", 120, |a| a.export_result().is_some());
+    assert!(h.state().export_result().unwrap().is_ok());
+    let dec = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(dir.join("x.grid.png")).unwrap(),
+    ));
+    let reader = dec.read_info().unwrap();
+    assert_eq!((reader.info().width, reader.info().height), (48, 48));
+    h.get_by_role_and_label(Role::Button, "Export walk frames")
+        .click();
+    h.step();
+    wait(&mut h, "the walk", 120, |a| {
+        a.export_result()
+            .is_some_and(|r| r.as_ref().is_ok_and(|m| m.contains("frames")))
+    });
+    let frames: Vec<_> = std::fs::read_dir(dir.join("walk")).unwrap().collect();
+    assert_eq!(frames.len(), 4);
+    // Each frame is a different point of the loop through the anchors.
+    let r0 = inrgan::commands::read_recipe(&dir.join("walk/frame-0000.png")).unwrap();
+    let r1 = inrgan::commands::read_recipe(&dir.join("walk/frame-0001.png")).unwrap();
+    assert_ne!(r0.latent.unwrap().uv, r1.latent.unwrap().uv);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn a_bad_weights_file_shows_an_error_and_keeps_the_model() {
     let dir = tmpdir("bad");
     let mut h = harness(options(&dir, BackendKind::Cpu));
