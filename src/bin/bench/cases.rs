@@ -41,7 +41,57 @@ pub fn all(b: &mut Bench) -> GpuResult<Vec<Case>> {
     reduce(b, &mut v)?;
     adam(b, &mut v)?;
     image(b, &mut v)?;
+    fused(b, &mut v)?;
     Ok(v)
+}
+
+/// The fused block kernel on emoji32's finest block (input: 64 features + 28 frequencies' sin
+/// and cos = 120 channels; two 64-wide layers, toRGB after the second) at a 256² render, beside
+/// the same block through the unfused kernels' CPU reference.
+fn fused(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
+    let s = r::fused::FusedShape {
+        batch: 1,
+        pixels: 256 * 256,
+        c_in: 120,
+        broadcast_input: false,
+        layers: vec![(64, false), (64, true)],
+        alpha: 0.2,
+        gain: std::f32::consts::SQRT_2,
+    };
+    let (_, wlen) = s.weight_offsets();
+    let (_, blen) = s.bias_offsets();
+    let (_, rlen) = s.rgb_offsets();
+    let macs = s.pixels * (120 * 64 + 64 * 64 + 3 * 64);
+    let flops = 2.0 * macs as f64;
+    let bytes = F * (s.pixels * (120 + 64 + 3 * 2) + wlen + rlen) as f64;
+    let x: Vec<f32> = b.normal(s.c_in * s.pixels);
+    let w: Vec<f32> = b.normal(wlen).iter().map(|v| v * 0.1).collect();
+    let bias = b.normal(blen);
+    let rw = b.normal(rlen);
+    let rb = b.normal(3);
+    let img = b.normal(3 * s.pixels);
+    let (xb, wb, bb, rwb, rbb, ib, ob) = (
+        b.up(&x)?,
+        b.up(&w)?,
+        b.up(&bias)?,
+        b.up(&rw)?,
+        b.up(&rb)?,
+        b.up(&img)?,
+        b.zeros(64 * s.pixels)?,
+    );
+    let s2 = s.clone();
+    case(
+        v,
+        "fused block fwd (render)",
+        "1x 120->64->64+rgb @ 65536 px".into(),
+        flops,
+        bytes,
+        move |rec| k::fused::level_forward(rec, &s2, &xb, &wb, &bb, &rwb, &rbb, &ib, &ob),
+        move || {
+            std::hint::black_box(r::fused::level_forward(&s, &x, &w, &bias, &rw, &rb, &img));
+        },
+    );
+    Ok(())
 }
 
 fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
