@@ -51,6 +51,55 @@ impl LatentPanel {
         r.below(1 << 31)
     }
 
+    /// The square of anchors: drag the point to move between them.
+    fn pad(&mut self, ui: &mut egui::Ui) {
+        let side = 120.0;
+        let (rect, resp) =
+            ui.allocate_exact_size(egui::vec2(side + 24.0, side + 24.0), egui::Sense::drag());
+        resp.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::Slider, true, "Square of anchors")
+        });
+        let resp = resp.on_hover_text("Drag the point between the anchors A, B, C, D");
+        let sq =
+            egui::Rect::from_min_size(rect.min + egui::vec2(12.0, 12.0), egui::vec2(side, side));
+        if let Some(p) = resp.interact_pointer_pos()
+            && (resp.dragged() || resp.drag_started())
+        {
+            self.spec.uv = [
+                ((p.x - sq.min.x) / side).clamp(0.0, 1.0),
+                ((p.y - sq.min.y) / side).clamp(0.0, 1.0),
+            ];
+            self.animate = false;
+        }
+        let painter = ui.painter_at(rect);
+        let stroke = ui.visuals().widgets.noninteractive.fg_stroke;
+        painter.rect_stroke(sq, 2.0, stroke, egui::StrokeKind::Middle);
+        let corners = [
+            sq.left_top(),
+            sq.right_top(),
+            sq.left_bottom(),
+            sq.right_bottom(),
+        ];
+        for (c, name) in corners.iter().zip(ANCHORS) {
+            let off = egui::vec2(
+                if c.x < sq.center().x { -7.0 } else { 7.0 },
+                if c.y < sq.center().y { -7.0 } else { 7.0 },
+            );
+            painter.text(
+                *c + off,
+                egui::Align2::CENTER_CENTER,
+                name,
+                egui::FontId::proportional(11.0),
+                stroke.color,
+            );
+        }
+        let dot = egui::pos2(
+            sq.min.x + self.spec.uv[0] * side,
+            sq.min.y + self.spec.uv[1] * side,
+        );
+        painter.circle_filled(dot, 5.0, ui.visuals().selection.bg_fill);
+    }
+
     /// `levels`: the model's scale levels with their resolutions.
     pub fn ui(&mut self, ui: &mut egui::Ui, level_res: &[usize]) {
         let n_levels = level_res.len().max(1);
@@ -77,6 +126,7 @@ impl LatentPanel {
                 ui.end_row();
             }
         });
+        self.pad(ui);
         ui.add(egui::Slider::new(&mut self.spec.uv[0], 0.0..=1.0).text("u (A to B)"))
             .on_hover_text("Horizontal position between the anchors: A, C at 0; B, D at 1");
         ui.add(egui::Slider::new(&mut self.spec.uv[1], 0.0..=1.0).text("v (A to C)"))
