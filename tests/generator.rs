@@ -322,6 +322,8 @@ fn fused_blocks_match_the_unfused_layers() {
         let cfg = ModelConfig::preset(name).unwrap();
         let g = Generator::new(&cfg);
         let mut be = GpuBackend::new(ctx());
+        be.set_fused(true);
+        assert!(be.has_fused());
         let p = ParamSet::init(&mut be, g.specs(), seed).unwrap();
         let batch = 2;
         let w = ws(&g, &mut be, &p, batch);

@@ -22,14 +22,24 @@ pub const MAX_PENDING: usize = 256;
 pub struct GpuBackend<'a> {
     ctx: &'a GpuContext,
     rec: Recorder<'a>,
+    fused: bool,
 }
 
 impl<'a> GpuBackend<'a> {
+    /// The fused block kernel renders only when `INRGAN_FUSED=1` (or [`GpuBackend::set_fused`]):
+    /// on the one adapter measured so far (lavapipe) it is slower than the unfused kernels
+    /// (BENCHMARKS.md), so it is not yet the default.
     pub fn new(ctx: &'a GpuContext) -> Self {
         Self {
             ctx,
             rec: Recorder::new(ctx, "backend"),
+            fused: std::env::var("INRGAN_FUSED").is_ok_and(|v| v == "1"),
         }
+    }
+
+    /// Uses (or not) the fused block kernel for renders.
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
     }
 
     pub fn ctx(&self) -> &'a GpuContext {
@@ -237,7 +247,7 @@ impl<'a> Backend for GpuBackend<'a> {
     }
 
     fn has_fused(&self) -> bool {
-        true
+        self.fused
     }
 
     fn fused_level_forward(

@@ -11,6 +11,7 @@ TRAIN_S=${TRAIN_S:-480}          # seconds of training (the issue allows about 9
 BENCH_BUDGET=${BENCH_BUDGET:-5}  # seconds per generator frame before sizes are estimated
 PEER_SIZES=${PEER_SIZES:-128,256,512,1024}
 DATA=${DATA:-emoji:smileys}
+PEER_BACKEND=${PEER_BACKEND:-gpu}  # our backend beside the peer
 mkdir -p "$OUT"
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/steps.log"; }
 
@@ -25,11 +26,13 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>/dev/null 
 log "bench: generator frames and training, both backends"
 target/release/bench --suite generator --budget "$BENCH_BUDGET" --json "$OUT/bench-generator.json" 2>&1 \
     | tee "$OUT/bench-generator.txt"
+INRGAN_FUSED=1 target/release/bench --suite generator --budget "$BENCH_BUDGET" \
+    --json "$OUT/bench-generator-fused.json" 2>&1 | tee "$OUT/bench-generator-fused.txt"
 target/release/bench --suite train --json "$OUT/bench-train.json" 2>&1 | tee "$OUT/bench-train.txt"
 
-log "peer: agreement and speed beside ours (GPU backend)"
+log "peer: agreement and speed beside ours ($PEER_BACKEND backend)"
 if python3 -c "import torch" 2>/dev/null; then
-    PYTHONUNBUFFERED=1 python3 tools/peer/bench_peer.py all --ours "$B" --backend gpu \
+    PYTHONUNBUFFERED=1 python3 tools/peer/bench_peer.py all --ours "$B" --backend "$PEER_BACKEND" \
         --weights assets/model/emoji.safetensors --size 64 --tile 1024 --sizes "$PEER_SIZES" \
         --batch 32 --steps 16 --json "$OUT/peer.json" 2>&1 | tee "$OUT/peer.txt"
 else
