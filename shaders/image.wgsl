@@ -8,7 +8,7 @@
 //               so the u32s' little-endian bytes are R, G, B, A (PNG / Rgba8Unorm order)
 //   to_texture: the same bytes of image `image` into a texture_storage_2d<rgba8unorm, write>
 //               (stored as q / 255; the unorm conversion gives back q exactly), pixel
-//               (x, y) = (i % W, i / W), the top-left W x H region of the texture.
+//               (x, y) = (i % W, row0 + i / W): W x H texels from row row0 of the texture.
 //
 // One invocation per pixel at the flat index gid.x + gid.y * nwg.x * WG.
 
@@ -17,6 +17,11 @@ struct Params {
     batch: u32,
     width: u32,
     image: u32,
+    // to_texture: the first texture row written (a strip of a larger picture).
+    row0: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -56,6 +61,6 @@ fn to_texture(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let r = f32(quantize(x[base]));
     let g = f32(quantize(x[base + p.pixels]));
     let bl = f32(quantize(x[base + 2u * p.pixels]));
-    let px = vec2<u32>(i % p.width, i / p.width);
+    let px = vec2<u32>(i % p.width, p.row0 + i / p.width);
     textureStore(tex, px, vec4<f32>(r, g, bl, 255.0) / 255.0);
 }

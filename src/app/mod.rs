@@ -385,7 +385,14 @@ impl ExplorerApp {
                 if self.adapter.as_ref().is_some_and(|a| a.is_cpu) {
                     ui.colored_label(
                         egui::Color32::from_rgb(230, 160, 40),
-                        "software adapter: the viewport renders on the CPU backend",
+                        match self.backend {
+                            BackendKind::Cpu => {
+                                "software adapter: the viewport renders on the CPU backend"
+                            }
+                            BackendKind::Gpu => {
+                                "software adapter: the GPU kernels run on the CPU (slow; --backend cpu is faster)"
+                            }
+                        },
                     );
                 }
                 ui.separator();

@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, BackendKind};
 use crate::commands::LoadedModel;
-use crate::gpu::{GpuContext, GpuResult, Recorder};
+use crate::gpu::{GpuContext, Recorder};
 use crate::latent::LatentSpec;
 use crate::model::params::ParamSet;
 use crate::reference::image::quantize;
@@ -92,15 +92,18 @@ impl RenderService {
             .spawn(move || match (kind, gpu) {
                 (BackendKind::Gpu, Some(ctx)) => {
                     let mut be = GpuBackend::new(&ctx);
-                    let mut textures: Vec<wgpu::Texture> = Vec::new();
-                    serve(&mut be, &job_rx, &out, &wake, false, |be, img, w, h| {
-                        gpu_present(be, &ctx, &mut textures, img, w, h)
-                    });
+                    let mut p = GpuPresenter {
+                        ctx: &ctx,
+                        textures: Vec::new(),
+                        current: None,
+                    };
+                    serve(&mut be, &job_rx, &out, &wake, &mut p);
                 }
                 _ => match crate::backend::cpu::CpuBackend::new() {
-                    Ok(mut be) => serve(&mut be, &job_rx, &out, &wake, true, |be, img, w, h| {
-                        cpu_present(be, img, w, h)
-                    }),
+                    Ok(mut be) => {
+                        let mut p = CpuPresenter { rgba: Vec::new() };
+                        serve(&mut be, &job_rx, &out, &wake, &mut p)
+                    }
                     Err(e) => {
                         let _ = out.send(Outcome::Failed {
                             id: 0,
@@ -128,16 +131,6 @@ impl RenderService {
     }
 }
 
-fn cpu_present<B: Backend>(
-    be: &mut B,
-    img: &B::Buf,
-    w: usize,
-    h: usize,
-) -> Result<FrameData, String> {
-    let rgb = be.read(img).map_err(|e| e.to_string())?;
-    Ok(FrameData::Pixels(planar_to_rgba(&rgb, w * h)))
-}
-
 /// Planar RGB in [-1, 1] (`[3, n]`) to RGBA8.
 pub fn planar_to_rgba(rgb: &[f32], n: usize) -> Vec<u8> {
     let mut out = vec![255u8; n * 4];
@@ -149,55 +142,22 @@ pub fn planar_to_rgba(rgb: &[f32], n: usize) -> Vec<u8> {
     out
 }
 
-fn gpu_present(
-    be: &mut GpuBackend<'_>,
-    ctx: &GpuContext,
-    textures: &mut Vec<wgpu::Texture>,
-    img: &crate::gpu::GpuBuffer<f32>,
-    w: usize,
-    h: usize,
-) -> Result<FrameData, String> {
-    let s = |e: crate::gpu::GpuError| e.to_string();
-    be.flush().map_err(|e| e.to_string())?;
-    let tex = match textures
-        .iter()
-        .find(|t| t.width() as usize == w && t.height() as usize == h)
-    {
-        Some(t) => t.clone(),
-        None => {
-            let t = ctx.device.create_texture(&wgpu::TextureDescriptor {
-                label: Some("viewport image"),
-                size: wgpu::Extent3d {
-                    width: w as u32,
-                    height: h as u32,
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba8Unorm,
-                usage: wgpu::TextureUsages::STORAGE_BINDING
-                    | wgpu::TextureUsages::TEXTURE_BINDING
-                    | wgpu::TextureUsages::COPY_SRC,
-                view_formats: &[],
-            });
-            // A preview and a full-size texture are enough; drop older sizes.
-            if textures.len() >= 2 {
-                textures.remove(0);
-            }
-            textures.push(t.clone());
-            t
-        }
-    };
-    let submit = || -> GpuResult<()> {
-        let mut rec = Recorder::new(ctx, "viewport to texture");
-        crate::kernels::image::to_texture(&mut rec, img, 1, 0, w, h, &tex)?;
-        rec.submit()?;
-        // Waits on this thread only, so a frame is done before the next one starts.
-        ctx.wait()
-    };
-    submit().map_err(s)?;
-    Ok(FrameData::Texture(tex))
+/// Where a frame's strips go: rows `row0 .. row0 + rows` of a `width x height` picture, as
+/// planar RGB on the backend; `finish` hands the picture over.
+trait Present<B: Backend> {
+    /// Rows per strip for a picture `width` wide whose finest evaluated level has
+    /// `channels` channels (bounded by what one buffer binding may hold).
+    fn strip_rows(&self, width: usize, channels: usize) -> usize;
+    fn strip(
+        &mut self,
+        be: &mut B,
+        img: &B::Buf,
+        width: usize,
+        height: usize,
+        row0: usize,
+        rows: usize,
+    ) -> Result<(), String>;
+    fn finish(&mut self, be: &mut B) -> Result<FrameData, String>;
 }
 
 /// Rows per strip of a full-size CPU render: between strips the thread looks for a newer
@@ -205,13 +165,119 @@ fn gpu_present(
 /// preview of the next movement for long.
 const STRIP_ROWS: usize = 64;
 
+struct CpuPresenter {
+    rgba: Vec<u8>,
+}
+
+impl<B: Backend> Present<B> for CpuPresenter {
+    fn strip_rows(&self, _: usize, _: usize) -> usize {
+        STRIP_ROWS
+    }
+    fn strip(
+        &mut self,
+        be: &mut B,
+        img: &B::Buf,
+        width: usize,
+        height: usize,
+        row0: usize,
+        rows: usize,
+    ) -> Result<(), String> {
+        if row0 == 0 {
+            self.rgba = vec![0u8; width * height * 4];
+        }
+        let rgb = be.read(img).map_err(|e| e.to_string())?;
+        self.rgba[row0 * width * 4..(row0 + rows) * width * 4]
+            .copy_from_slice(&planar_to_rgba(&rgb, width * rows));
+        Ok(())
+    }
+    fn finish(&mut self, _: &mut B) -> Result<FrameData, String> {
+        Ok(FrameData::Pixels(std::mem::take(&mut self.rgba)))
+    }
+}
+
+struct GpuPresenter<'c> {
+    ctx: &'c GpuContext,
+    /// A preview and a full-size texture are kept; older sizes are dropped.
+    textures: Vec<wgpu::Texture>,
+    current: Option<wgpu::Texture>,
+}
+
+impl<'a> Present<GpuBackend<'a>> for GpuPresenter<'_> {
+    fn strip_rows(&self, width: usize, channels: usize) -> usize {
+        // The largest buffer of a strip is the finest level's input, `channels` floats a pixel.
+        let max = self.ctx.limits().max_storage_buffer_binding_size as usize;
+        let per_row = (width * channels.max(3) * 4).max(1);
+        ((max / per_row) * 9 / 10).clamp(1, 4096)
+    }
+    fn strip(
+        &mut self,
+        be: &mut GpuBackend<'a>,
+        img: &crate::gpu::GpuBuffer<f32>,
+        width: usize,
+        height: usize,
+        row0: usize,
+        rows: usize,
+    ) -> Result<(), String> {
+        if row0 == 0 {
+            let found = self
+                .textures
+                .iter()
+                .find(|t| t.width() as usize == width && t.height() as usize == height)
+                .cloned();
+            let tex = match found {
+                Some(t) => t,
+                None => {
+                    let t = self.ctx.device.create_texture(&wgpu::TextureDescriptor {
+                        label: Some("viewport image"),
+                        size: wgpu::Extent3d {
+                            width: width as u32,
+                            height: height as u32,
+                            depth_or_array_layers: 1,
+                        },
+                        mip_level_count: 1,
+                        sample_count: 1,
+                        dimension: wgpu::TextureDimension::D2,
+                        format: wgpu::TextureFormat::Rgba8Unorm,
+                        usage: wgpu::TextureUsages::STORAGE_BINDING
+                            | wgpu::TextureUsages::TEXTURE_BINDING
+                            | wgpu::TextureUsages::COPY_SRC,
+                        view_formats: &[],
+                    });
+                    if self.textures.len() >= 2 {
+                        self.textures.remove(0);
+                    }
+                    self.textures.push(t.clone());
+                    t
+                }
+            };
+            self.current = Some(tex);
+        }
+        let tex = self
+            .current
+            .as_ref()
+            .ok_or_else(|| "a strip before the frame's first".to_string())?;
+        be.flush().map_err(|e| e.to_string())?;
+        let mut rec = Recorder::new(self.ctx, "viewport to texture");
+        crate::kernels::image::to_texture_at(&mut rec, img, 1, 0, width, rows, row0, tex)
+            .and_then(|_| rec.submit())
+            .map_err(|e| e.to_string())
+    }
+    fn finish(&mut self, _: &mut GpuBackend<'a>) -> Result<FrameData, String> {
+        // Waits on this thread only, so a frame is done before the next one starts.
+        self.ctx.wait().map_err(|e| e.to_string())?;
+        self.current
+            .take()
+            .map(FrameData::Texture)
+            .ok_or_else(|| "no frame".to_string())
+    }
+}
+
 fn serve<B: Backend>(
     be: &mut B,
     jobs: &Receiver<Job>,
     out: &Sender<Outcome>,
     wake: &dyn Fn(),
-    strips: bool,
-    mut present: impl FnMut(&mut B, &B::Buf, usize, usize) -> Result<FrameData, String>,
+    present: &mut dyn Present<B>,
 ) {
     let mut model: Option<(u64, Arc<LoadedModel>, ParamSet<B>)> = None;
     // The last latent mapped: mapping is skipped while only the view moves.
@@ -276,32 +342,40 @@ fn serve<B: Backend>(
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(s)?;
             let refs: Vec<&B::Buf> = bufs.iter().collect();
-            if strips && !r.preview && r.height > STRIP_ROWS {
-                let (w, h) = (r.width, r.height);
-                let mut rgba = vec![0u8; w * h * 4];
-                for r0 in (0..h).step_by(STRIP_ROWS) {
-                    let r1 = (r0 + STRIP_ROWS).min(h);
-                    let plan = g
-                        .partial_tile_plan(r.window, w, h, 0..w, r0..r1, levels)
-                        .map_err(s)?;
-                    let tape = g.synthesize_fast(be, p, &refs, 1, &plan).map_err(s)?;
-                    let rgb = be.read(tape.img()).map_err(s)?;
-                    let n = w * (r1 - r0);
-                    rgba[r0 * w * 4..r1 * w * 4].copy_from_slice(&planar_to_rgba(&rgb, n));
+            // The finest evaluated level's widest per-pixel buffer bounds a strip's rows.
+            let lv = &g.cfg.levels[levels - 1];
+            let c_prev = match levels {
+                1 => 0,
+                k => g.cfg.levels[k - 2].widths.last().copied().unwrap_or(0),
+            };
+            let emb = 2 * crate::model::generator::level_frequencies(lv).len();
+            let widest = lv.widths.iter().copied().max().unwrap_or(0);
+            let channels = (c_prev + emb).max(widest);
+            let (w, h) = (r.width, r.height);
+            let step = if r.preview {
+                h
+            } else {
+                present.strip_rows(w, channels)
+            }
+            .clamp(1, h.max(1));
+            for r0 in (0..h).step_by(step) {
+                let r1 = (r0 + step).min(h);
+                let plan = g
+                    .partial_tile_plan(r.window, w, h, 0..w, r0..r1, levels)
+                    .map_err(s)?;
+                let tape = g.synthesize_fast(be, p, &refs, 1, &plan).map_err(s)?;
+                present.strip(be, tape.img(), w, h, r0, r1 - r0)?;
+                if r1 < h {
                     while let Ok(j) = jobs.try_recv() {
                         backlog.push_back(j);
                     }
                     if backlog.iter().any(|j| matches!(j, Job::Render(_))) {
+                        let _ = present.finish(be);
                         return Ok(None);
                     }
                 }
-                return Ok(Some(FrameData::Pixels(rgba)));
             }
-            let plan = g
-                .preview_plan(r.window, r.width, r.height, levels)
-                .map_err(s)?;
-            let tape = g.synthesize_fast(be, p, &refs, 1, &plan).map_err(s)?;
-            present(be, tape.img(), r.width, r.height).map(Some)
+            present.finish(be).map(Some)
         })();
         let outcome = match result {
             // Abandoned for a newer request.

@@ -13,6 +13,8 @@ struct Params {
     batch: u32,
     width: u32,
     image: u32,
+    row0: u32,
+    _pad: [u32; 3],
 }
 
 /// Planar `x [batch, 3, pixels]` to `out [batch, pixels]` packed RGBA8 (R in the lowest byte,
@@ -36,6 +38,7 @@ pub fn to_rgba8(
         batch: u32_of("batch", batch)?,
         width: 0,
         image: 0,
+        ..Default::default()
     };
     rec.dispatch(
         Kernel::new(Shader::Image, "to_rgba8"),
@@ -55,6 +58,21 @@ pub fn to_texture(
     image: usize,
     width: usize,
     height: usize,
+    texture: &wgpu::Texture,
+) -> GpuResult<()> {
+    to_texture_at(rec, x, batch, image, width, height, 0, texture)
+}
+
+/// [`to_texture`] into rows `row0 .. row0 + height` of `texture` (a strip of a larger picture).
+#[allow(clippy::too_many_arguments)]
+pub fn to_texture_at(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    batch: usize,
+    image: usize,
+    width: usize,
+    height: usize,
+    row0: usize,
     texture: &wgpu::Texture,
 ) -> GpuResult<()> {
     let pixels = width * height;
@@ -79,7 +97,7 @@ pub fn to_texture(
             texture.usage()
         )));
     }
-    if (texture.width() as usize) < width || (texture.height() as usize) < height {
+    if (texture.width() as usize) < width || (texture.height() as usize) < row0 + height {
         return Err(GpuError::Shape(format!(
             "to_texture: a {width}x{height} image does not fit a {}x{} texture",
             texture.width(),
@@ -93,6 +111,8 @@ pub fn to_texture(
         batch: u32_of("batch", batch)?,
         width: u32_of("width", width)?,
         image: u32_of("image", image)?,
+        row0: u32_of("row0", row0)?,
+        ..Default::default()
     };
     let view = texture.create_view(&wgpu::TextureViewDescriptor {
         label: Some("to_texture view"),

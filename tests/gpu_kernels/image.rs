@@ -181,6 +181,29 @@ fn to_texture_matches_reference() {
     }
 }
 
+/// A picture written as strips at row offsets equals the picture written at once.
+#[test]
+fn to_texture_at_writes_strips() {
+    let mut g = rng(62);
+    let (h, w) = (13, 7);
+    let x = inputs(3 * h * w, &mut g);
+    let tex = texture(w as u32, h as u32, wgpu::TextureFormat::Rgba8Unorm);
+    for (r0, r1) in [(0, 5), (5, 6), (6, 13)] {
+        let strip: Vec<f32> = (0..3)
+            .flat_map(|c| x[c * h * w + r0 * w..c * h * w + r1 * w].to_vec())
+            .collect();
+        let sb = up(&strip);
+        run("to_texture_at", |rec| {
+            k::to_texture_at(rec, &sb, 1, 0, w, r1 - r0, r0, &tex).unwrap()
+        });
+    }
+    let got = read_texture(&tex, w as u32, h as u32);
+    check_pixels("to_texture strips", &got, &x, 1, h * w);
+    let mut rec = inrgan::gpu::Recorder::new(ctx(), "strip out of range");
+    let sb = up(&x[..3 * w]);
+    assert!(k::to_texture_at(&mut rec, &sb, 1, 0, w, 1, h, &tex).is_err());
+}
+
 #[test]
 fn to_texture_rejects_bad_targets() {
     let mut rec = inrgan::gpu::Recorder::new(ctx(), "bad texture");

@@ -138,7 +138,7 @@ fn main() -> Result<()> {
     }
     let mut gen_rows = Vec::new();
     if args.suite == "generator" || args.suite == "all" {
-        println!("\ngenerator forward, one latent over the training square (512² tiles):");
+        println!("\ngenerator forward, one latent over the training square (256² tiles):");
         let budget = Duration::from_secs_f64(args.budget_s);
         let presets = ["emoji32", "emoji64", "paper256"];
         let sizes = [128, 256, 512, 1024, 4096];
