@@ -1,9 +1,10 @@
 // The fully fused forward of one scale block (inference): every FMM layer of the block and its
-// toRGB outputs for a tile of pixels of one image, in one dispatch. Each invocation is a pixel
-// and keeps its activation vector in private memory, so activations are never written out
-// between layers (the fully fused MLP of tiny-cuda-nn, with per-image weights). Every lane of a
-// workgroup reads the same weight at the same time (one image per workgroup), so weights arrive
-// as uniform, cached loads.
+// toRGB outputs for a tile of pixels of one image, in one dispatch. Each invocation takes four
+// pixels and keeps their activations as vec4s in private memory, so activations are never
+// written out between layers (the fully fused MLP of tiny-cuda-nn, with per-image weights). Every
+// lane of a workgroup reads the same weight at the same time (one image per workgroup), so
+// weights arrive as uniform, cached loads, each serving four pixels (2.3x the one-pixel version
+// on lavapipe; `../shared/notes/lavapipe-mlp-probe.md` measured the same lever).
 //
 // Lavapipe (Mesa 22.3) with naga's loop bounding ends a loop early once that loop statement has
 // run 65536 iterations in one invocation (naga's bound counter lives for the whole function
@@ -50,11 +51,14 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 64u;
+// Pixels per invocation: each weight load serves four pixels (lanes hold pixels lid, lid + 64,
+// lid + 128, lid + 192 of the workgroup's 256, so adjacent lanes read adjacent pixels).
+const PPI: u32 = 4u;
 // Widest layer input or output a block may have (wider blocks use the unfused kernels).
 const MAXW: u32 = 512u;
-// sum_i wpack[row + i] * h[i], four products per iteration.
-fn dot_row(row: u32, n: u32, h: ptr<function, array<f32, MAXW>>) -> f32 {
-    var acc = 0.0;
+// sum_i wpack[row + i] * h[i] for four pixels at once, four products per iteration.
+fn dot_row(row: u32, n: u32, h: ptr<function, array<vec4<f32>, MAXW>>) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
     var i = 0u;
     for (; i + 4u <= n; i += 4u) {
         acc += wpack[row + i] * (*h)[i] + wpack[row + i + 1u] * (*h)[i + 1u]
@@ -72,26 +76,27 @@ fn level_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
     let b = wid.y;
-    let px = (wid.z * p.groups_x + wid.x) * WG + lid.x;
-    let valid = px < p.pixels;
-    // Out-of-range lanes compute on a valid pixel and store nothing.
-    let q = min(px, p.pixels - 1u);
-    var h: array<f32, MAXW>;
-    var hn: array<f32, MAXW>;
+    let base = (wid.z * p.groups_x + wid.x) * WG * PPI + lid.x;
+    // Out-of-range pixels compute on a valid pixel and store nothing.
+    var q: array<u32, 4>;
+    for (var k = 0u; k < PPI; k++) {
+        q[k] = min(base + k * WG, p.pixels - 1u);
+    }
+    var h: array<vec4<f32>, MAXW>;
+    var hn: array<vec4<f32>, MAXW>;
     var c_in = p.c_in0;
     for (var i = 0u; i < c_in; i++) {
-        h[i] = x[b * p.x_batch_stride + i * p.pixels + q];
+        let xo = b * p.x_batch_stride + i * p.pixels;
+        h[i] = vec4<f32>(x[xo + q[0]], x[xo + q[1]], x[xo + q[2]], x[xo + q[3]]);
     }
-    var rgb = vec3<f32>(0.0, 0.0, 0.0);
+    var rgb: array<vec4<f32>, 3>;
     for (var j = 0u; j < p.n_layers; j++) {
         let c_out = p.c_out[j >> 2u][j & 3u];
         let woff = b * p.w_per_image + p.w_off[j >> 2u][j & 3u];
         let boff = p.b_off[j >> 2u][j & 3u];
         for (var o = 0u; o < c_out; o++) {
-            let row = woff + o * c_in;
-            let acc = dot_row(row, c_in, &h);
-            let z = acc + bpack[boff + o];
-            hn[o] = select(p.alpha * z, z, z > 0.0) * p.gain;
+            let z = dot_row(woff + o * c_in, c_in, &h) + bpack[boff + o];
+            hn[o] = select(p.alpha * z, z, z > vec4<f32>(0.0)) * p.gain;
         }
         for (var o = 0u; o < c_out; o++) {
             h[o] = hn[o];
@@ -101,7 +106,7 @@ fn level_forward(
             let roff = b * p.rgb_per_image + p.rgb_off[j >> 2u][j & 3u];
             let rb = p.rgb_b_off[j >> 2u][j & 3u];
             for (var c = 0u; c < 3u; c++) {
-                var acc = 0.0;
+                var acc = vec4<f32>(0.0);
                 for (var i = 0u; i < c_out; i++) {
                     acc += rgbw[roff + c * c_out + i] * h[i];
                 }
@@ -109,13 +114,16 @@ fn level_forward(
             }
         }
     }
-    if valid {
-        for (var c = 0u; c < 3u; c++) {
-            let k = (b * 3u + c) * p.pixels + px;
-            img[k] = img[k] + rgb[c];
-        }
-        for (var o = 0u; o < p.c_last; o++) {
-            out[(b * p.c_last + o) * p.pixels + px] = h[o];
+    for (var k = 0u; k < PPI; k++) {
+        let px = base + k * WG;
+        if px < p.pixels {
+            for (var c = 0u; c < 3u; c++) {
+                let i = (b * 3u + c) * p.pixels + px;
+                img[i] = img[i] + rgb[c][k];
+            }
+            for (var o = 0u; o < p.c_last; o++) {
+                out[(b * p.c_last + o) * p.pixels + px] = h[o][k];
+            }
         }
     }
 }

@@ -29,8 +29,8 @@ struct Params {
     rgb_b_off: [u32; 16],
 }
 
-/// Pixels per workgroup (one invocation per pixel).
-const WG: usize = 64;
+/// Pixels per workgroup (64 invocations of 4 pixels each).
+const WG: usize = 256;
 
 fn table(name: &str, v: &[usize]) -> GpuResult<[u32; 16]> {
     let mut t = [0u32; 16];
