@@ -626,7 +626,6 @@ impl Generator {
                 "plan does not match the model's levels".into(),
             ));
         }
-        let r = self.cfg.rank;
         let mut levels: Vec<LevelTape<B>> = Vec::new();
         for (k, (lv, grid)) in self.levels.iter().zip(&plan.levels).enumerate() {
             let w = ws[k.min(ws.len() - 1)];
@@ -698,25 +697,7 @@ impl Generator {
                 continue;
             }
             for (j, l) in lv.layers.iter().enumerate() {
-                let fs = FmmShape {
-                    batch,
-                    c_out: l.c_out,
-                    c_in: l.c_in,
-                    rank: r,
-                    demod: true,
-                };
-                let styles = be.zeros(batch * fs.style_dim(), "styles")?;
-                let aff = self.affine_shape(batch, fs.style_dim());
-                be.gemm(
-                    &Gemm::linear_forward(&aff, true),
-                    &p.bufs[l.aff_w],
-                    w,
-                    Some(&p.bufs[l.aff_b]),
-                    &styles,
-                )?;
-                let wb = be.zeros(fs.weight_len(), "fmm weight")?;
-                let norms = be.zeros(batch * l.c_out, "fmm norms")?;
-                be.fmm_forward(&fs, &p.bufs[l.weight], &styles, &wb, &norms)?;
+                let (styles, wb, norms) = self.modulated_weight(be, p, w, l, batch)?;
                 let x = if j == 0 {
                     &tape.input
                 } else {
@@ -745,23 +726,7 @@ impl Generator {
                 };
                 if let Some(ri) = l.rgb {
                     let rl = &self.rgbs[ri];
-                    let s = be.zeros(batch * rl.c_in, "rgb styles")?;
-                    let aff = self.affine_shape(batch, rl.c_in);
-                    be.gemm(
-                        &Gemm::linear_forward(&aff, true),
-                        &p.bufs[rl.aff_w],
-                        w,
-                        Some(&p.bufs[rl.aff_b]),
-                        &s,
-                    )?;
-                    let m = ModulateShape {
-                        batch,
-                        c_out: 3,
-                        c_in: rl.c_in,
-                        gain: 1.0 / (rl.c_in as f32).sqrt(),
-                    };
-                    let wr = be.zeros(batch * 3 * rl.c_in, "rgb weight")?;
-                    be.style_modulate_forward(&m, &p.bufs[rl.weight], &s, &wr)?;
+                    let (s, wr) = self.rgb_weight(be, p, w, rl, batch)?;
                     let ms = ModLinearShape {
                         batch,
                         c_in: rl.c_in,
@@ -781,6 +746,67 @@ impl Generator {
         Ok(SynthTape { batch, levels })
     }
 
+    /// One FMM layer's per-image weight for w `[batch, w_dim]`: (styles, weight, row norms),
+    /// what the layer's forward uses and its backward needs.
+    fn modulated_weight<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &B::Buf,
+        l: &FmmLayer,
+        batch: usize,
+    ) -> BResult<(B::Buf, B::Buf, B::Buf)> {
+        let fs = FmmShape {
+            batch,
+            c_out: l.c_out,
+            c_in: l.c_in,
+            rank: self.cfg.rank,
+            demod: true,
+        };
+        let styles = be.zeros(batch * fs.style_dim(), "styles")?;
+        let aff = self.affine_shape(batch, fs.style_dim());
+        be.gemm(
+            &Gemm::linear_forward(&aff, true),
+            &p.bufs[l.aff_w],
+            w,
+            Some(&p.bufs[l.aff_b]),
+            &styles,
+        )?;
+        let wb = be.zeros(fs.weight_len(), "fmm weight")?;
+        let norms = be.zeros(batch * l.c_out, "fmm norms")?;
+        be.fmm_forward(&fs, &p.bufs[l.weight], &styles, &wb, &norms)?;
+        Ok((styles, wb, norms))
+    }
+
+    /// A toRGB's per-image modulated weight `[batch, 3, c_in]`: (styles, weight).
+    fn rgb_weight<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &B::Buf,
+        rl: &RgbLayer,
+        batch: usize,
+    ) -> BResult<(B::Buf, B::Buf)> {
+        let s = be.zeros(batch * rl.c_in, "rgb styles")?;
+        let aff = self.affine_shape(batch, rl.c_in);
+        be.gemm(
+            &Gemm::linear_forward(&aff, true),
+            &p.bufs[rl.aff_w],
+            w,
+            Some(&p.bufs[rl.aff_b]),
+            &s,
+        )?;
+        let m = ModulateShape {
+            batch,
+            c_out: 3,
+            c_in: rl.c_in,
+            gain: 1.0 / (rl.c_in as f32).sqrt(),
+        };
+        let wr = be.zeros(batch * 3 * rl.c_in, "rgb weight")?;
+        be.style_modulate_forward(&m, &p.bufs[rl.weight], &s, &wr)?;
+        Ok((s, wr))
+    }
+
     /// One block through the fused kernel: the modulated weights of every layer (the same
     /// kernels as the unfused path), packed per image, then one pass; returns the last features.
     #[allow(clippy::too_many_arguments)]
@@ -794,7 +820,7 @@ impl Generator {
         input: &B::Buf,
         img: &B::Buf,
     ) -> BResult<B::Buf> {
-        let (batch, r) = (s.batch, self.cfg.rank);
+        let batch = s.batch;
         // (buffer, values per image) of a growing pack.
         fn push<B: Backend>(
             be: &mut B,
@@ -821,48 +847,14 @@ impl Generator {
         }
         let (mut wpack, mut bpack, mut rwpack, mut rbpack) = (None, None, None, None);
         for l in &lv.layers {
-            let fs = FmmShape {
-                batch,
-                c_out: l.c_out,
-                c_in: l.c_in,
-                rank: r,
-                demod: true,
-            };
-            let styles = be.zeros(batch * fs.style_dim(), "styles")?;
-            let aff = self.affine_shape(batch, fs.style_dim());
-            be.gemm(
-                &Gemm::linear_forward(&aff, true),
-                &p.bufs[l.aff_w],
-                w,
-                Some(&p.bufs[l.aff_b]),
-                &styles,
-            )?;
-            let wb = be.zeros(fs.weight_len(), "fmm weight")?;
-            let norms = be.zeros(batch * l.c_out, "fmm norms")?;
-            be.fmm_forward(&fs, &p.bufs[l.weight], &styles, &wb, &norms)?;
+            let (_, wb, _) = self.modulated_weight(be, p, w, l, batch)?;
             wpack = push(be, wpack, batch, wb, l.c_out * l.c_in)?;
             let bias = be.zeros(l.c_out, "fused bias")?;
             be.copy(&p.bufs[l.bias], &bias, l.c_out)?;
             bpack = push(be, bpack, 1, bias, l.c_out)?;
             if let Some(ri) = l.rgb {
                 let rl = &self.rgbs[ri];
-                let st = be.zeros(batch * rl.c_in, "rgb styles")?;
-                let aff = self.affine_shape(batch, rl.c_in);
-                be.gemm(
-                    &Gemm::linear_forward(&aff, true),
-                    &p.bufs[rl.aff_w],
-                    w,
-                    Some(&p.bufs[rl.aff_b]),
-                    &st,
-                )?;
-                let m = ModulateShape {
-                    batch,
-                    c_out: 3,
-                    c_in: rl.c_in,
-                    gain: 1.0 / (rl.c_in as f32).sqrt(),
-                };
-                let wr = be.zeros(batch * 3 * rl.c_in, "rgb weight")?;
-                be.style_modulate_forward(&m, &p.bufs[rl.weight], &st, &wr)?;
+                let (_, wr) = self.rgb_weight(be, p, w, rl, batch)?;
                 rwpack = push(be, rwpack, batch, wr, 3 * rl.c_in)?;
                 let rb = be.zeros(3, "fused rgb bias")?;
                 be.copy(&p.bufs[rl.bias], &rb, 3)?;
