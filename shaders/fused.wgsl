@@ -19,6 +19,15 @@
 // bpack[b_off[j] + o]; rgbw[b * rgb_per_image + rgb_off[j] + c * c_out_j + i];
 // rgbb[rgb_b_off[j] + c]. x[b * x_batch_stride + i * pixels + px] (x_batch_stride 0: one input
 // shared by the batch).
+//
+// Assembled input (assemble = 1): the block's input is never stored. For pixel px = r * cols + c
+// of this block's grid, channel i < c_prev is the previous block's feature
+// x[(b * c_prev + i) * prev_pixels + rowtab[r] * prev_cols + coltab[c]] (nearest sampling by the
+// host's index tables), then sin and cos of phi_j = F[j, 0] xs[c] + F[j, 1] ys[r] (as
+// coords.wgsl). geom = xs [cols] | ys [rows] | F [n_freq, 2] | rowtab [rows] | coltab [cols],
+// the tables as u32 bits. This removes the gather, embedding and concatenation passes, whose
+// writes and reads of c_in floats a pixel cost more than the layers on a fast GPU.
+// store_out = 0 skips writing the last features (the last block of a frame).
 
 struct Params {
     pixels: u32,
@@ -33,6 +42,14 @@ struct Params {
     gain: f32,
     groups_x: u32,
     _pad1: u32,
+    assemble: u32,
+    c_prev: u32,
+    prev_cols: u32,
+    prev_pixels: u32,
+    cols: u32,
+    n_freq: u32,
+    store_out: u32,
+    _pad2: u32,
     // Up to 16 layers, four per vec4.
     c_out: array<vec4<u32>, 4>,
     w_off: array<vec4<u32>, 4>,
@@ -49,6 +66,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> rgbb: array<f32>;
 @group(0) @binding(6) var<storage, read_write> img: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var<storage, read> geom: array<f32>;
 
 const WG: u32 = 64u;
 // Pixels per invocation: each weight load serves four pixels (lanes hold pixels lid, lid + 64,
@@ -56,6 +74,15 @@ const WG: u32 = 64u;
 const PPI: u32 = 4u;
 // Widest layer input or output a block may have (wider blocks use the unfused kernels).
 const MAXW: u32 = 512u;
+const INV_TWO_PI: f32 = 0.15915494309189535;
+const TWO_PI_HI: f32 = 6.28125;
+const TWO_PI_LO: f32 = 0.0019353071795864769;
+
+// The phase reduction of coords.wgsl (sin and cos are only accurate on [-pi, pi]).
+fn reduce_phase(phi: vec4<f32>) -> vec4<f32> {
+    let q = round(phi * INV_TWO_PI);
+    return (phi - q * TWO_PI_HI) - q * TWO_PI_LO;
+}
 // sum_i wpack[row + i] * h[i] for four pixels at once, four products per iteration.
 fn dot_row(row: u32, n: u32, h: ptr<function, array<vec4<f32>, MAXW>>) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
@@ -85,9 +112,36 @@ fn level_forward(
     var h: array<vec4<f32>, MAXW>;
     var hn: array<vec4<f32>, MAXW>;
     var c_in = p.c_in0;
-    for (var i = 0u; i < c_in; i++) {
-        let xo = b * p.x_batch_stride + i * p.pixels;
-        h[i] = vec4<f32>(x[xo + q[0]], x[xo + q[1]], x[xo + q[2]], x[xo + q[3]]);
+    if p.assemble == 1u {
+        let rows = p.pixels / p.cols;
+        let g_ys = p.cols;
+        let g_f = g_ys + rows;
+        let g_rt = g_f + 2u * p.n_freq;
+        let g_ct = g_rt + rows;
+        var xs: vec4<f32>;
+        var ys: vec4<f32>;
+        var src: array<u32, 4>;
+        for (var k = 0u; k < PPI; k++) {
+            let r = q[k] / p.cols;
+            let c = q[k] - r * p.cols;
+            xs[k] = geom[c];
+            ys[k] = geom[g_ys + r];
+            src[k] = bitcast<u32>(geom[g_rt + r]) * p.prev_cols + bitcast<u32>(geom[g_ct + c]);
+        }
+        for (var i = 0u; i < p.c_prev; i++) {
+            let xo = (b * p.c_prev + i) * p.prev_pixels;
+            h[i] = vec4<f32>(x[xo + src[0]], x[xo + src[1]], x[xo + src[2]], x[xo + src[3]]);
+        }
+        for (var j = 0u; j < p.n_freq; j++) {
+            let t = reduce_phase(geom[g_f + 2u * j] * xs + geom[g_f + 2u * j + 1u] * ys);
+            h[p.c_prev + j] = sin(t);
+            h[p.c_prev + p.n_freq + j] = cos(t);
+        }
+    } else {
+        for (var i = 0u; i < c_in; i++) {
+            let xo = b * p.x_batch_stride + i * p.pixels;
+            h[i] = vec4<f32>(x[xo + q[0]], x[xo + q[1]], x[xo + q[2]], x[xo + q[3]]);
+        }
     }
     var rgb: array<vec4<f32>, 3>;
     for (var j = 0u; j < p.n_layers; j++) {
@@ -121,8 +175,10 @@ fn level_forward(
                 let i = (b * 3u + c) * p.pixels + px;
                 img[i] = img[i] + rgb[c][k];
             }
-            for (var o = 0u; o < p.c_last; o++) {
-                out[(b * p.c_last + o) * p.pixels + px] = h[o][k];
+            if p.store_out == 1u {
+                for (var o = 0u; o < p.c_last; o++) {
+                    out[(b * p.c_last + o) * p.pixels + px] = h[o][k];
+                }
             }
         }
     }

@@ -80,13 +80,56 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var q = 0u; q < TN; q++) {
             let n = cols[q];
             if (n >= p.n) { break; }
-            var v = p.alpha * rows[r][q];
-            if (p.bias_mode == 1u) { v += p.bias_gain * bias[m]; }
-            if (p.bias_mode == 2u) { v += p.bias_gain * bias[n]; }
-            let ci = b * p.c_b + m * p.c_m + n * p.c_n;
-            if (p.accumulate != 0u) { v += C[ci]; }
-            if (p.has_act != 0u) { v = select(p.act_alpha * v, v, v > 0.0) * p.act_gain; }
-            C[ci] = v;
+            store(b, m, n, rows[r][q]);
         }
+    }
+}
+
+// C[b](m, n) from its dot product: scale, bias, accumulation and the activation epilogue.
+fn store(b: u32, m: u32, n: u32, dot: f32) {
+    var v = p.alpha * dot;
+    if (p.bias_mode == 1u) { v += p.bias_gain * bias[m]; }
+    if (p.bias_mode == 2u) { v += p.bias_gain * bias[n]; }
+    let ci = b * p.c_b + m * p.c_m + n * p.c_n;
+    if (p.accumulate != 0u) { v += C[ci]; }
+    if (p.has_act != 0u) { v = select(p.act_alpha * v, v, v > 0.0) * p.act_gain; }
+    C[ci] = v;
+}
+
+// Skinny products (few columns: the hypernetwork's affine heads and the mapping network for one
+// image), where `gemm`'s 256-column tile would leave all but a few lanes idle. A workgroup owns
+// TM rows of one column; its lanes split the k sum (lane l takes k = l, l + WG, ...; contiguous
+// across lanes when a_k = 1) and a tree sum in workgroup memory finishes the four dot products.
+var<workgroup> part: array<vec4<f32>, WG>;
+
+@compute @workgroup_size(64)
+fn gemm_skinny(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let b = wid.z;
+    let n = wid.x;
+    // The dispatch has ceil(m / TM) row tiles, so m0 < m: no early exit before the barriers.
+    let m0 = wid.y * TM;
+    let mlast = p.m - 1u;
+    let abase = b * p.a_b;
+    let a0 = abase + min(m0, mlast) * p.a_m;
+    let a1 = abase + min(m0 + 1u, mlast) * p.a_m;
+    let a2 = abase + min(m0 + 2u, mlast) * p.a_m;
+    let a3 = abase + min(m0 + 3u, mlast) * p.a_m;
+    let bcol = b * p.b_b + n * p.b_n;
+    var acc = vec4<f32>(0.0);
+    for (var kk = lid.x; kk < p.k; kk += WG) {
+        let ak = kk * p.a_k;
+        acc += vec4<f32>(A[a0 + ak], A[a1 + ak], A[a2 + ak], A[a3 + ak]) * B[bcol + kk * p.b_k];
+    }
+    part[lid.x] = acc;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid.x < s) {
+            part[lid.x] += part[lid.x + s];
+        }
+        workgroupBarrier();
+    }
+    let m = m0 + lid.x;
+    if (lid.x < TM && m < p.m) {
+        store(b, m, n, part[0][lid.x]);
     }
 }

@@ -205,9 +205,7 @@ struct GpuPresenter<'c> {
 impl<'a> Present<GpuBackend<'a>> for GpuPresenter<'_> {
     fn strip_rows(&self, width: usize, channels: usize) -> usize {
         // The largest buffer of a strip is the finest level's input, `channels` floats a pixel.
-        let max = self.ctx.limits().max_storage_buffer_binding_size as usize;
-        let per_row = (width * channels.max(3) * 4).max(1);
-        ((max / per_row) * 9 / 10).clamp(1, 4096)
+        self.ctx.strip_rows(width, channels)
     }
     fn strip(
         &mut self,
@@ -343,14 +341,7 @@ fn serve<B: Backend>(
                 .map_err(s)?;
             let refs: Vec<&B::Buf> = bufs.iter().collect();
             // The finest evaluated level's widest per-pixel buffer bounds a strip's rows.
-            let lv = &g.cfg.levels[levels - 1];
-            let c_prev = match levels {
-                1 => 0,
-                k => g.cfg.levels[k - 2].widths.last().copied().unwrap_or(0),
-            };
-            let emb = 2 * crate::model::generator::level_frequencies(lv).len();
-            let widest = lv.widths.iter().copied().max().unwrap_or(0);
-            let channels = (c_prev + emb).max(widest);
+            let channels = g.frame_channels(levels);
             let (w, h) = (r.width, r.height);
             let step = if r.preview {
                 h

@@ -23,17 +23,57 @@ pub struct GpuBackend<'a> {
     ctx: &'a GpuContext,
     rec: Recorder<'a>,
     fused: bool,
+    /// `INRGAN_PROFILE=1`: every operation is submitted and waited for alone, and its wall time
+    /// summed per kernel (printed to stderr when the backend is dropped). A developer's tool:
+    /// it serialises everything.
+    profile: Option<Profile>,
+    /// Appended to the next profiled operation's kernel name (its shape).
+    detail: String,
+    /// Dispatches recorded by operations so far.
+    dispatched: u64,
+}
+
+/// Wall time per `shader::entry`: (dispatches, total).
+#[derive(Default)]
+struct Profile {
+    kernels: std::collections::BTreeMap<String, (usize, std::time::Duration)>,
+}
+
+impl Drop for GpuBackend<'_> {
+    fn drop(&mut self) {
+        let Some(p) = &self.profile else { return };
+        let total: std::time::Duration = p.kernels.values().map(|v| v.1).sum();
+        let mut rows: Vec<_> = p.kernels.iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
+        eprintln!(
+            "INRGAN_PROFILE: {:.1} ms in kernels",
+            total.as_secs_f64() * 1e3
+        );
+        for (name, (n, t)) in rows {
+            eprintln!(
+                "  {:>10.2} ms {:>5.1}% {:>6} x  {name}",
+                t.as_secs_f64() * 1e3,
+                100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-12),
+                n
+            );
+        }
+    }
 }
 
 impl<'a> GpuBackend<'a> {
-    /// The fused block kernel renders only when `INRGAN_FUSED=1` (or [`GpuBackend::set_fused`]):
-    /// on the one adapter measured so far (lavapipe) it is slower than the unfused kernels
-    /// (BENCHMARKS.md), so it is not yet the default.
+    /// Renders go through the fused block kernel (1.1-1.3x the unfused kernels' frame on
+    /// lavapipe, BENCHMARKS.md) unless `INRGAN_FUSED=0` (or [`GpuBackend::set_fused`]); training
+    /// always runs the unfused kernels, whose tape the backward reads.
     pub fn new(ctx: &'a GpuContext) -> Self {
         Self {
             ctx,
             rec: Recorder::new(ctx, "backend"),
-            fused: std::env::var("INRGAN_FUSED").is_ok_and(|v| v == "1"),
+            fused: std::env::var("INRGAN_FUSED").map_or(true, |v| v != "0"),
+            profile: std::env::var("INRGAN_PROFILE")
+                .is_ok_and(|v| v == "1")
+                .then(Profile::default),
+            detail: String::new(),
+            dispatched: 0,
         }
     }
 
@@ -48,7 +88,30 @@ impl<'a> GpuBackend<'a> {
 
     /// Runs `f` on the recorder, then submits if enough work is pending.
     fn op(&mut self, f: impl FnOnce(&mut Recorder<'a>) -> BResult<()>) -> BResult<()> {
+        if self.profile.is_some() {
+            // Earlier work first, so that only this operation is timed.
+            self.flush()?;
+            self.ctx.wait()?;
+            f(&mut self.rec)?;
+            self.dispatched += self.rec.len() as u64;
+            let detail = std::mem::take(&mut self.detail);
+            let names: Vec<String> = self.rec.labels().map(|l| format!("{l}{detail}")).collect();
+            let t = std::time::Instant::now();
+            self.flush()?;
+            self.ctx.wait()?;
+            let dt = t.elapsed() / names.len().max(1) as u32;
+            if let Some(p) = &mut self.profile {
+                for n in names {
+                    let e = p.kernels.entry(n).or_default();
+                    e.0 += 1;
+                    e.1 += dt;
+                }
+            }
+            return Ok(());
+        }
+        let before = self.rec.len();
         f(&mut self.rec)?;
+        self.dispatched += (self.rec.len() - before) as u64;
         if self.rec.len() >= MAX_PENDING {
             self.flush()?;
         }
@@ -86,6 +149,10 @@ impl<'a> Backend for GpuBackend<'a> {
         buf.len()
     }
 
+    fn dispatches(&self) -> Option<u64> {
+        Some(self.dispatched)
+    }
+
     fn flush(&mut self) -> BResult<()> {
         let rec = std::mem::replace(&mut self.rec, Recorder::new(self.ctx, "backend"));
         rec.submit()
@@ -99,6 +166,9 @@ impl<'a> Backend for GpuBackend<'a> {
         bias: Option<&Self::Buf>,
         c: &Self::Buf,
     ) -> BResult<()> {
+        if self.profile.is_some() {
+            self.detail = format!(" {}x{}x{} batch {}", g.m, g.n, g.k, g.batch);
+        }
         self.op(|r| k::linear::gemm(r, g, a, b, bias, c))
     }
 
@@ -253,15 +323,15 @@ impl<'a> Backend for GpuBackend<'a> {
     fn fused_level_forward(
         &mut self,
         s: &crate::reference::fused::FusedShape,
-        x: &Self::Buf,
+        input: crate::reference::fused::FusedInput<'_, Self::Buf>,
         w: &Self::Buf,
         bias: &Self::Buf,
         rgbw: &Self::Buf,
         rgbb: &Self::Buf,
         img: &Self::Buf,
-        out: &Self::Buf,
+        out: Option<&Self::Buf>,
     ) -> BResult<()> {
-        self.op(|r| k::fused::level_forward(r, s, x, w, bias, rgbw, rgbb, img, out))
+        self.op(|r| k::fused::level_forward(r, s, input, w, bias, rgbw, rgbb, img, out))
     }
 
     fn concat_channels(

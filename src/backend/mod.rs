@@ -207,18 +207,19 @@ pub trait Backend {
     }
     /// One scale block's FMM layers and toRGB outputs in one pass (inference;
     /// `shaders/fused.wgsl`). Packs as in [`crate::reference::fused`].
+    #[allow(clippy::too_many_arguments)]
     fn fused_level_forward(
         &mut self,
         s: &crate::reference::fused::FusedShape,
-        x: &Self::Buf,
+        input: crate::reference::fused::FusedInput<'_, Self::Buf>,
         w: &Self::Buf,
         bias: &Self::Buf,
         rgbw: &Self::Buf,
         rgbb: &Self::Buf,
         img: &Self::Buf,
-        out: &Self::Buf,
+        out: Option<&Self::Buf>,
     ) -> BResult<()> {
-        let _ = (s, x, w, bias, rgbw, rgbb, img, out);
+        let _ = (s, input, w, bias, rgbw, rgbb, img, out);
         Err(crate::gpu::GpuError::Shape(format!(
             "{}: no fused kernel",
             self.name()
@@ -367,6 +368,12 @@ pub trait Backend {
     // ---- image ----
     /// Planar `[batch, 3, pixels]` to packed RGBA8 (waits for pending work).
     fn to_rgba8(&mut self, x: &Self::Buf, batch: usize, pixels: usize) -> BResult<Vec<u32>>;
+
+    /// Kernel dispatches recorded so far, where the backend records them (the GPU backend):
+    /// the benchmarks' host-overhead figure.
+    fn dispatches(&self) -> Option<u64> {
+        None
+    }
 
     // ---- derived: the same for both backends ----
 

@@ -287,6 +287,16 @@ impl GpuContext {
         Ok(out)
     }
 
+    /// Rows of a `width`-pixel image a strip may hold when its widest buffer has `channels`
+    /// floats a pixel, with a tenth of the adapter's storage-binding limit to spare.
+    pub fn strip_rows(&self, width: usize, channels: usize) -> usize {
+        strip_rows(
+            self.limits().max_storage_buffer_binding_size,
+            width,
+            channels,
+        )
+    }
+
     /// Waits until all submitted work is done.
     pub fn wait(&self) -> GpuResult<()> {
         self.device
@@ -363,4 +373,11 @@ impl GpuContext {
         }
         Ok(p)
     }
+}
+
+/// Rows of a `width`-pixel strip whose widest buffer (`channels` f32 a pixel) stays within 90 %
+/// of `max_bytes`; between 1 and 4096.
+pub fn strip_rows(max_bytes: u64, width: usize, channels: usize) -> usize {
+    let per_row = (width as u64 * channels.max(3) as u64 * 4).max(1);
+    ((max_bytes / per_row) as usize * 9 / 10).clamp(1, 4096)
 }

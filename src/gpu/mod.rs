@@ -20,6 +20,7 @@ pub mod shaders;
 pub use buffer::{GpuBuffer, buffer_bytes, reset_peak_bytes};
 pub use context::{
     AdapterSummary, GpuContext, GpuOptions, choose_adapter, device_descriptor, enumerate_adapters,
+    strip_rows,
 };
 pub use recorder::{Kernel, Recorder, groups_1d};
 pub use shaders::Shader;

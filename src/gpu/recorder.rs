@@ -28,6 +28,7 @@ impl Kernel {
 }
 
 struct Op {
+    label: String,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -76,6 +77,11 @@ impl<'a> Recorder<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// The `shader::entry` names of the dispatches recorded so far, in order.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.ops.iter().map(|o| o.label.as_str())
     }
 
     /// Adds one dispatch of `kernel` over `groups` workgroups with `params` at binding 0 and
@@ -148,6 +154,7 @@ impl<'a> Recorder<'a> {
             })
         })?;
         self.ops.push(Op {
+            label,
             pipeline,
             bind_group,
             groups,

@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{need, u32_of};
 use crate::gpu::{GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Shader};
-pub use crate::reference::fused::{FusedShape, MAX_LAYERS, MAX_WIDTH};
+pub use crate::reference::fused::{Assembly, FusedInput, FusedShape, MAX_LAYERS, MAX_WIDTH};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug, Default)]
@@ -22,6 +22,14 @@ struct Params {
     gain: f32,
     groups_x: u32,
     _pad: u32,
+    assemble: u32,
+    c_prev: u32,
+    prev_cols: u32,
+    prev_pixels: u32,
+    cols: u32,
+    n_freq: u32,
+    store_out: u32,
+    _pad2: u32,
     c_out: [u32; 16],
     w_off: [u32; 16],
     b_off: [u32; 16],
@@ -41,18 +49,20 @@ fn table(name: &str, v: &[usize]) -> GpuResult<[u32; 16]> {
 }
 
 /// See [`crate::reference::fused::level_forward`]: `img += rgb of the block`,
-/// `out = the block's last features`.
+/// `out = the block's last features` (not written when `out` is None). An assembled input
+/// ([`FusedInput::Assembled`]) is built per pixel in the kernel, as
+/// [`crate::reference::fused::assemble_input`] does on the host.
 #[allow(clippy::too_many_arguments)]
 pub fn level_forward(
     rec: &mut Recorder,
     s: &FusedShape,
-    x: &GpuBuffer<f32>,
+    input: FusedInput<'_, GpuBuffer<f32>>,
     w: &GpuBuffer<f32>,
     bias: &GpuBuffer<f32>,
     rgbw: &GpuBuffer<f32>,
     rgbb: &GpuBuffer<f32>,
     img: &GpuBuffer<f32>,
-    out: &GpuBuffer<f32>,
+    out: Option<&GpuBuffer<f32>>,
 ) -> GpuResult<()> {
     if !s.fits() {
         return Err(GpuError::Shape(format!(
@@ -67,14 +77,44 @@ pub fn level_forward(
     let (boff, blen) = s.bias_offsets();
     let (roff, rlen) = s.rgb_offsets();
     let (rboff, rblen) = s.rgb_bias_offsets();
-    let xlen = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
-    need("fused x", x, xlen)?;
+    // (x binding, geometry binding, assembly)
+    let (x, geom, asm) = match input {
+        FusedInput::Dense(x) => {
+            let xlen = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
+            need("fused x", x, xlen)?;
+            (Some(x), None, None)
+        }
+        FusedInput::Assembled { a, feat, geom } => {
+            if a.c_in() != s.c_in || a.rows * a.cols != s.pixels || a.cols == 0 {
+                return Err(GpuError::Shape(format!(
+                    "fused assembly {a:?} does not match {} channels at {} pixels",
+                    s.c_in, s.pixels
+                )));
+            }
+            need("fused geometry", geom, a.geometry_len())?;
+            let feat = match (a.c_prev, feat) {
+                (0, _) => None,
+                (c, Some(f)) => {
+                    need("fused features", f, s.batch * c * a.prev_rows * a.prev_cols)?;
+                    Some(f)
+                }
+                (_, None) => {
+                    return Err(GpuError::Shape(
+                        "fused assembly: previous features missing".into(),
+                    ));
+                }
+            };
+            (feat, Some(geom), Some(a))
+        }
+    };
     need("fused weights", w, s.batch * wlen)?;
     need("fused bias", bias, blen)?;
     need("fused rgb weights", rgbw, s.batch * rlen)?;
     need("fused rgb bias", rgbb, rblen)?;
     need("fused img", img, s.batch * 3 * s.pixels)?;
-    need("fused out", out, s.batch * s.c_last() * s.pixels)?;
+    if let Some(out) = out {
+        need("fused out", out, s.batch * s.c_last() * s.pixels)?;
+    }
     u32_of(
         "fused values",
         s.batch * wlen.max(s.c_last().max(s.c_in) * s.pixels),
@@ -110,6 +150,13 @@ pub fn level_forward(
         b_off: table("b_off", &boff)?,
         rgb_off: table("rgb_off", &roff)?,
         rgb_b_off: table("rgb_b_off", &rboff)?,
+        assemble: asm.is_some() as u32,
+        c_prev: u32_of("c_prev", asm.map_or(0, |a| a.c_prev))?,
+        prev_cols: u32_of("prev cols", asm.map_or(0, |a| a.prev_cols))?,
+        prev_pixels: u32_of("prev pixels", asm.map_or(0, |a| a.prev_rows * a.prev_cols))?,
+        cols: u32_of("cols", asm.map_or(0, |a| a.cols))?,
+        n_freq: u32_of("n_freq", asm.map_or(0, |a| a.n_freq))?,
+        store_out: out.is_some() as u32,
         ..Default::default()
     };
     // A toRGB-less block still binds something at the rgb slots.
@@ -118,14 +165,17 @@ pub fn level_forward(
     rec.dispatch(
         Kernel::new(Shader::Fused, "level_forward"),
         &p,
+        // Unused slots bind a buffer already bound with the same access (the shared dummy
+        // would be bound read-only and read-write at once, which is invalid).
         &[
-            Some(x.raw()),
+            Some(x.unwrap_or(w).raw()),
             Some(w.raw()),
             Some(bias.raw()),
             Some(rw.raw()),
             Some(rb.raw()),
             Some(img.raw()),
-            Some(out.raw()),
+            Some(out.unwrap_or(img).raw()),
+            Some(geom.unwrap_or(w).raw()),
         ],
         [
             u32_of("workgroups", gx)?,

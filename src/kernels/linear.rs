@@ -8,6 +8,12 @@ use crate::gpu::{GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Shader};
 pub use crate::reference::linear::{BiasMode, Gemm, LinearShape, ModLinearShape, Strides};
 
 const GEMM: Kernel = Kernel::new(Shader::Linear, "gemm");
+const GEMM_SKINNY: Kernel = Kernel::new(Shader::Linear, "gemm_skinny");
+/// `gemm_skinny` takes products with fewer columns than this (and a k sum long enough to split
+/// across a workgroup's 64 lanes): at one column `gemm` idles 255 of each tile's 256 lanes
+/// (the hypernetwork's affine heads on lavapipe: 0.02 GFLOP/s).
+const SKINNY_N: usize = 32;
+const SKINNY_MIN_K: usize = 32;
 /// Rows and columns of C per workgroup (`TM` and `WG * TN` in the shader).
 const TILE_M: usize = 4;
 const TILE_N: usize = 256;
@@ -89,13 +95,18 @@ pub fn gemm(
         act_alpha: g.act.map_or(0.0, |a| a.0),
         act_gain: g.act.map_or(1.0, |a| a.1),
     };
+    let row_tiles = g.m.div_ceil(TILE_M);
+    let skinny = g.n < SKINNY_N && g.k >= SKINNY_MIN_K && row_tiles <= 65535;
     let groups = [
-        u32_of("column tiles", g.n.div_ceil(TILE_N))?,
-        u32_of("row tiles", g.m.div_ceil(TILE_M))?,
+        u32_of(
+            "column tiles",
+            if skinny { g.n } else { g.n.div_ceil(TILE_N) },
+        )?,
+        u32_of("row tiles", row_tiles)?,
         u32_of("batch", g.batch)?,
     ];
     rec.dispatch(
-        GEMM,
+        if skinny { GEMM_SKINNY } else { GEMM },
         &p,
         &[
             Some(a.raw()),

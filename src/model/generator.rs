@@ -23,7 +23,7 @@ use crate::gpu::GpuError;
 use crate::reference::act::ActShape;
 use crate::reference::coords::{self, CoordsShape};
 use crate::reference::fmm::FmmShape;
-use crate::reference::fused::FusedShape;
+use crate::reference::fused::{Assembly, FusedInput, FusedShape};
 use crate::reference::linear::{Gemm, LinearShape, ModLinearShape, Strides};
 use crate::reference::modulate::ModulateShape;
 use crate::reference::resample::ConcatShape;
@@ -432,6 +432,21 @@ impl Generator {
         self.partial_plan(win, width, height, 0..width, 0..height, levels)
     }
 
+    /// Floats per output pixel of the widest buffer a frame evaluated to `levels` levels holds
+    /// (the finest level's input `[features | embeddings]` or its widest layer): what bounds
+    /// the rows of a strip under a GPU's storage-binding limit.
+    pub fn frame_channels(&self, levels: usize) -> usize {
+        let levels = levels.clamp(1, self.cfg.levels.len());
+        let lv = &self.cfg.levels[levels - 1];
+        let c_prev = match levels {
+            1 => 0,
+            k => self.cfg.levels[k - 2].widths.last().copied().unwrap_or(0),
+        };
+        let emb = 2 * level_frequencies(lv).len();
+        let widest = lv.widths.iter().copied().max().unwrap_or(0);
+        (c_prev + emb).max(widest).max(3)
+    }
+
     /// [`Generator::tile_plan`] stopping after `levels` levels (the early exit of
     /// [`Generator::preview_plan`], tiled).
     #[allow(clippy::too_many_arguments)]
@@ -630,6 +645,26 @@ impl Generator {
         for (k, (lv, grid)) in self.levels.iter().zip(&plan.levels).enumerate() {
             let w = ws[k.min(ws.len() - 1)];
             let np = grid.rows * grid.cols;
+            let fl: Vec<f32> = lv.freqs.iter().flatten().copied().collect();
+            let fused = FusedShape {
+                batch,
+                pixels: np,
+                c_in: lv.layers.first().map_or(0, |l| l.c_in),
+                broadcast_input: k == 0,
+                layers: lv
+                    .layers
+                    .iter()
+                    .map(|l| (l.c_out, l.rgb.is_some()))
+                    .collect(),
+                alpha: ALPHA,
+                gain: GAIN,
+            };
+            if fast && be.has_fused() && fused.fits() {
+                let last = k + 1 == plan.levels.len();
+                let tape = self.fused_level(be, p, w, lv, &fused, plan, k, &levels, &fl, last)?;
+                levels.push(tape);
+                continue;
+            }
             // Embeddings of this level's cells, shared by the batch.
             let cs = CoordsShape {
                 width: grid.cols,
@@ -639,7 +674,6 @@ impl Generator {
             };
             let xs = be.upload(&grid.xs, "xs")?;
             let ys = be.upload(&grid.ys, "ys")?;
-            let fl: Vec<f32> = lv.freqs.iter().flatten().copied().collect();
             let freqs = be.upload(&fl, "freqs")?;
             let emb = be.zeros(cs.channels() * np, "emb")?;
             be.coords_forward(&cs, &xs, &ys, &freqs, &emb)?;
@@ -677,25 +711,6 @@ impl Generator {
                 img,
                 np,
             };
-            let fused = FusedShape {
-                batch,
-                pixels: np,
-                c_in: lv.layers.first().map_or(0, |l| l.c_in),
-                broadcast_input: tape.broadcast_input,
-                layers: lv
-                    .layers
-                    .iter()
-                    .map(|l| (l.c_out, l.rgb.is_some()))
-                    .collect(),
-                alpha: ALPHA,
-                gain: GAIN,
-            };
-            if fast && be.has_fused() && fused.fits() {
-                let out = self.fused_block(be, p, w, lv, &fused, &tape.input, &tape.img)?;
-                tape.acts.push(out);
-                levels.push(tape);
-                continue;
-            }
             for (j, l) in lv.layers.iter().enumerate() {
                 let (styles, wb, norms) = self.modulated_weight(be, p, w, l, batch)?;
                 let x = if j == 0 {
@@ -807,8 +822,92 @@ impl Generator {
         Ok((s, wr))
     }
 
+    /// Level `k` of `plan` through the fused kernel: the block's input is assembled inside the
+    /// kernel from the previous level's features and this level's coordinates (nothing of
+    /// width `c_in` is stored); only the RGB is carried over by the link. The tape serves the
+    /// image and, unless `last`, the next level's input; it cannot serve the backward.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_level<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        w: &B::Buf,
+        lv: &Level,
+        s: &FusedShape,
+        plan: &Plan,
+        k: usize,
+        levels: &[LevelTape<B>],
+        freqs: &[f32],
+        last: bool,
+    ) -> BResult<LevelTape<B>> {
+        let grid = &plan.levels[k];
+        let batch = s.batch;
+        let np = grid.rows * grid.cols;
+        let img = be.zeros(batch * 3 * np, "img")?;
+        let (c_prev, prev_rows, prev_cols, rows, cols, feat) = if k == 0 {
+            (0, 0, 0, vec![0; grid.rows], vec![0; grid.cols], None)
+        } else {
+            let prev = &levels[k - 1];
+            let prev_grid = &plan.levels[k - 1];
+            self.link(be, &grid.link, &prev.img, batch * 3, prev_grid, &img)?;
+            let (rows, cols) = match &grid.link {
+                Link::Gather { rows, cols } => (rows.clone(), cols.clone()),
+                Link::Upsample2x => (
+                    (0..grid.rows as u32).map(|r| r / 2).collect(),
+                    (0..grid.cols as u32).map(|c| c / 2).collect(),
+                ),
+                Link::None => {
+                    return Err(GpuError::Shape(
+                        "a level after the first needs a link".into(),
+                    ));
+                }
+            };
+            let c_prev = self.levels[k - 1].layers.last().map_or(0, |l| l.c_out);
+            let feat = prev
+                .acts
+                .last()
+                .ok_or_else(|| GpuError::Shape("empty level".into()))?;
+            (
+                c_prev,
+                prev_grid.rows,
+                prev_grid.cols,
+                rows,
+                cols,
+                Some(feat),
+            )
+        };
+        let a = Assembly {
+            c_prev,
+            prev_rows,
+            prev_cols,
+            rows: grid.rows,
+            cols: grid.cols,
+            n_freq: lv.freqs.len(),
+        };
+        let geom = a
+            .geometry(&grid.xs, &grid.ys, freqs, &rows, &cols)
+            .map_err(GpuError::Shape)?;
+        let geom = be.upload(&geom, "fused geometry")?;
+        let input = FusedInput::Assembled {
+            a: &a,
+            feat,
+            geom: &geom,
+        };
+        let out = self.fused_block(be, p, w, lv, s, input, &img, !last)?;
+        Ok(LevelTape {
+            // Not the block's input (it was never stored): the geometry it was built from.
+            input: geom,
+            broadcast_input: false,
+            layers: Vec::new(),
+            acts: out.into_iter().collect(),
+            img,
+            np,
+        })
+    }
+
     /// One block through the fused kernel: the modulated weights of every layer (the same
-    /// kernels as the unfused path), packed per image, then one pass; returns the last features.
+    /// kernels as the unfused path), packed per image, then one pass; returns the last features
+    /// when `keep_out`.
     #[allow(clippy::too_many_arguments)]
     fn fused_block<B: Backend>(
         &self,
@@ -817,9 +916,10 @@ impl Generator {
         w: &B::Buf,
         lv: &Level,
         s: &FusedShape,
-        input: &B::Buf,
+        input: FusedInput<'_, B::Buf>,
         img: &B::Buf,
-    ) -> BResult<B::Buf> {
+        keep_out: bool,
+    ) -> BResult<Option<B::Buf>> {
         let batch = s.batch;
         // (buffer, values per image) of a growing pack.
         fn push<B: Backend>(
@@ -864,7 +964,11 @@ impl Generator {
         let (Some((wpack, _)), Some((bpack, _))) = (wpack, bpack) else {
             return Err(GpuError::Shape("a fused block without layers".into()));
         };
-        let out = be.zeros(batch * s.c_last() * s.pixels, "fused features")?;
+        let out = if keep_out {
+            Some(be.zeros(batch * s.c_last() * s.pixels, "fused features")?)
+        } else {
+            None
+        };
         let rw = rwpack.map(|x| x.0);
         let rb = rbpack.map(|x| x.0);
         be.fused_level_forward(
@@ -875,7 +979,7 @@ impl Generator {
             rw.as_ref().unwrap_or(&bpack),
             rb.as_ref().unwrap_or(&bpack),
             img,
-            &out,
+            out.as_ref(),
         )?;
         Ok(out)
     }

@@ -159,3 +159,118 @@ pub fn level_forward<F: Float>(
     }
     (img, out)
 }
+
+/// Where a fused block's input comes from.
+pub enum FusedInput<'a, T: ?Sized> {
+    /// A dense input `x` (`[batch, c_in, pixels]`, or `[c_in, pixels]` when the shape says
+    /// `broadcast_input`).
+    Dense(&'a T),
+    /// Assembled per pixel inside the kernel, never stored: the previous block's features
+    /// sampled by index tables, then the block's Fourier embeddings of the pixel's coordinates
+    /// (`[up(prev features) | sin | cos]`, what the unfused path builds with `gather`,
+    /// `coords_forward` and `concat_channels`).
+    Assembled {
+        a: &'a Assembly,
+        /// Previous features `[batch, c_prev, prev_rows * prev_cols]` (None when `c_prev` is 0).
+        feat: Option<&'a T>,
+        /// [`Assembly::geometry`].
+        geom: &'a T,
+    },
+}
+
+/// The geometry of an assembled input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assembly {
+    /// Channels of the previous block's features (0 for the first block).
+    pub c_prev: usize,
+    pub prev_rows: usize,
+    pub prev_cols: usize,
+    /// This block's grid: `rows * cols` is the shape's `pixels`.
+    pub rows: usize,
+    pub cols: usize,
+    /// Fourier frequencies: the input has `c_prev + 2 n_freq` channels.
+    pub n_freq: usize,
+}
+
+impl Assembly {
+    pub fn c_in(&self) -> usize {
+        self.c_prev + 2 * self.n_freq
+    }
+
+    /// Values of the geometry buffer.
+    pub fn geometry_len(&self) -> usize {
+        2 * (self.cols + self.rows + self.n_freq)
+    }
+
+    /// The geometry buffer: `xs [cols] | ys [rows] | freqs [n_freq, 2] | row table [rows] |
+    /// column table [cols]`, the tables (indices into the previous grid) stored as the bits of
+    /// `u32`s. Checks every length and index.
+    pub fn geometry(
+        &self,
+        xs: &[f32],
+        ys: &[f32],
+        freqs: &[f32],
+        rows: &[u32],
+        cols: &[u32],
+    ) -> Result<Vec<f32>, String> {
+        if xs.len() != self.cols
+            || ys.len() != self.rows
+            || freqs.len() != 2 * self.n_freq
+            || rows.len() != self.rows
+            || cols.len() != self.cols
+        {
+            return Err(format!("fused geometry does not match {self:?}"));
+        }
+        if self.c_prev > 0
+            && (rows.iter().any(|&r| r as usize >= self.prev_rows)
+                || cols.iter().any(|&c| c as usize >= self.prev_cols))
+        {
+            return Err("fused geometry: an index past the previous grid".into());
+        }
+        let mut g = Vec::with_capacity(self.geometry_len());
+        g.extend_from_slice(xs);
+        g.extend_from_slice(ys);
+        g.extend_from_slice(freqs);
+        g.extend(rows.iter().map(|&r| f32::from_bits(r)));
+        g.extend(cols.iter().map(|&c| f32::from_bits(c)));
+        Ok(g)
+    }
+}
+
+/// The dense input an [`Assembly`] stands for, `[batch, c_in, pixels]`, from the references of
+/// the unfused kernels (gather, coordinate embeddings, channel concatenation).
+#[allow(clippy::too_many_arguments)]
+pub fn assemble_input<F: Float>(
+    a: &Assembly,
+    batch: usize,
+    feat: &[F],
+    xs: &[F],
+    ys: &[F],
+    freqs: &[F],
+    rows: &[u32],
+    cols: &[u32],
+) -> Vec<F> {
+    let np = a.rows * a.cols;
+    let emb = super::coords::coords_forward(
+        &super::coords::CoordsShape {
+            width: a.cols,
+            height: a.rows,
+            n_freq: a.n_freq,
+            with_cos: true,
+        },
+        xs,
+        ys,
+        freqs,
+    );
+    let up = if a.c_prev > 0 {
+        super::resample::gather(feat, batch * a.c_prev, a.prev_rows, a.prev_cols, rows, cols)
+    } else {
+        Vec::new()
+    };
+    let mut x = Vec::with_capacity(batch * a.c_in() * np);
+    for b in 0..batch {
+        x.extend_from_slice(&up[b * a.c_prev * np..(b + 1) * a.c_prev * np]);
+        x.extend_from_slice(&emb);
+    }
+    x
+}

@@ -1,4 +1,4 @@
-use inrgan::kernels::fused::{self as k, FusedShape};
+use inrgan::kernels::fused::{self as k, Assembly, FusedInput, FusedShape};
 use inrgan::reference::fused as r;
 
 use crate::common::*;
@@ -82,7 +82,18 @@ fn fused_level_forward_matches_reference() {
             (up(&x), up(&w), up(&bias), up(&rgbw), up(&rgbb), up(&img));
         let out = zeros(s.batch * s.c_last() * s.pixels);
         run("fused", |rec| {
-            k::level_forward(rec, &s, &bx, &bw, &bb, &brw, &brb, &bimg, &out).unwrap()
+            k::level_forward(
+                rec,
+                &s,
+                FusedInput::Dense(&bx),
+                &bw,
+                &bb,
+                &brw,
+                &brb,
+                &bimg,
+                Some(&out),
+            )
+            .unwrap()
         });
         let what = format!("{s:?}");
         assert_close(&format!("img {what}"), &read(&bimg), &want_img, ATOL, RTOL);
@@ -104,6 +115,181 @@ fn fused_rejects_blocks_it_cannot_hold() {
     assert!(!s.fits());
     let b = zeros(600 * 8 * 4);
     let mut rec = inrgan::gpu::Recorder::new(ctx(), "fused too wide");
-    let e = k::level_forward(&mut rec, &s, &b, &b, &b, &b, &b, &b, &b);
+    let e = k::level_forward(
+        &mut rec,
+        &s,
+        FusedInput::Dense(&b),
+        &b,
+        &b,
+        &b,
+        &b,
+        &b,
+        Some(&b),
+    );
     assert!(e.is_err());
+}
+
+/// (batch, c_prev, previous grid, grid, n_freq, layers, store the last features)
+type Case = (
+    usize,
+    usize,
+    (usize, usize),
+    (usize, usize),
+    usize,
+    Vec<(usize, bool)>,
+    bool,
+);
+
+/// The input assembled in the kernel (previous features sampled by index tables, then the
+/// Fourier embeddings) against the references of the unfused gather, embedding and
+/// concatenation, at odd grids, with and without previous features and stored features.
+#[test]
+fn fused_assembled_input_matches_reference() {
+    let mut g = rng(78);
+    let cases: Vec<Case> = vec![
+        (1, 0, (0, 0), (1, 1), 1, vec![(3, true)], true),
+        (2, 0, (0, 0), (7, 9), 5, vec![(11, true), (6, false)], true),
+        (2, 5, (3, 4), (7, 9), 2, vec![(9, true)], false),
+        (
+            3,
+            13,
+            (5, 7),
+            (11, 13),
+            4,
+            vec![(10, false), (7, true)],
+            true,
+        ),
+        // emoji32's finest block: 128 features and 28 frequencies, a window's tables.
+        (
+            1,
+            128,
+            (17, 19),
+            (33, 35),
+            28,
+            vec![(64, true), (64, true)],
+            false,
+        ),
+    ];
+    for (batch, c_prev, (pr, pc), (rows, cols), n_freq, layers, keep) in cases {
+        let a = Assembly {
+            c_prev,
+            prev_rows: pr,
+            prev_cols: pc,
+            rows,
+            cols,
+            n_freq,
+        };
+        let s = FusedShape {
+            batch,
+            pixels: rows * cols,
+            c_in: a.c_in(),
+            broadcast_input: false,
+            layers,
+            alpha: 0.2,
+            gain: std::f32::consts::SQRT_2,
+        };
+        let feat = g.normal_vec((batch * c_prev * pr * pc).max(1));
+        // Coordinates anywhere in the plane (extrapolation), frequencies as the presets draw.
+        let xs: Vec<f32> = (0..cols).map(|i| -3.0 + 0.37 * i as f32).collect();
+        let ys: Vec<f32> = (0..rows).map(|i| 5.0 - 0.61 * i as f32).collect();
+        let freqs: Vec<f32> = g.normal_vec(2 * n_freq).iter().map(|v| 3.0 * v).collect();
+        let pick = |n: usize, m: usize, g: &mut inrgan::rng::Rng| -> Vec<u32> {
+            (0..n)
+                .map(|_| (g.next_u64() % m.max(1) as u64) as u32)
+                .collect()
+        };
+        let (rt, ct) = (pick(rows, pr, &mut g), pick(cols, pc, &mut g));
+        let geom = a.geometry(&xs, &ys, &freqs, &rt, &ct).unwrap();
+        let (woff, wlen) = s.weight_offsets();
+        let mut w = g.normal_vec(batch * wlen);
+        for b in 0..batch {
+            for (j, &(co, _)) in s.layers.iter().enumerate() {
+                let ci = s.c_in_of(j);
+                let o = b * wlen + woff[j];
+                for v in &mut w[o..o + co * ci] {
+                    *v /= (ci as f32).sqrt();
+                }
+            }
+        }
+        let (_, blen) = s.bias_offsets();
+        let (_, rlen) = s.rgb_offsets();
+        let (_, rblen) = s.rgb_bias_offsets();
+        let bias = g.normal_vec(blen);
+        let rgbw = g.normal_vec((batch * rlen).max(1));
+        let rgbb = g.normal_vec(rblen.max(1));
+        let img = g.normal_vec(batch * 3 * s.pixels);
+        let x = r::assemble_input(
+            &a,
+            batch,
+            &to64(&feat),
+            &to64(&xs),
+            &to64(&ys),
+            &to64(&freqs),
+            &rt,
+            &ct,
+        );
+        let (want_img, want_out) = r::level_forward(
+            &s,
+            &x,
+            &to64(&w),
+            &to64(&bias),
+            &to64(&rgbw),
+            &to64(&rgbb),
+            &to64(&img),
+        );
+        let (bf, bg, bw, bb, brw, brb, bimg) = (
+            up(&feat),
+            up(&geom),
+            up(&w),
+            up(&bias),
+            up(&rgbw),
+            up(&rgbb),
+            up(&img),
+        );
+        let out = zeros(batch * s.c_last() * s.pixels);
+        run("fused assembled", |rec| {
+            k::level_forward(
+                rec,
+                &s,
+                FusedInput::Assembled {
+                    a: &a,
+                    feat: (c_prev > 0).then_some(&bf),
+                    geom: &bg,
+                },
+                &bw,
+                &bb,
+                &brw,
+                &brb,
+                &bimg,
+                keep.then_some(&out),
+            )
+            .unwrap()
+        });
+        let what = format!("{a:?} {:?}", s.layers);
+        assert_close(&format!("img {what}"), &read(&bimg), &want_img, ATOL, RTOL);
+        let got_out = read(&out);
+        if keep {
+            assert_close(&format!("out {what}"), &got_out, &want_out, ATOL, RTOL);
+        } else {
+            assert!(got_out.iter().all(|&v| v == 0.0), "out written: {what}");
+        }
+    }
+}
+
+#[test]
+fn fused_assembly_checks_its_geometry() {
+    let a = Assembly {
+        c_prev: 2,
+        prev_rows: 3,
+        prev_cols: 3,
+        rows: 2,
+        cols: 2,
+        n_freq: 1,
+    };
+    let ok = a.geometry(&[0.0; 2], &[0.0; 2], &[1.0, 2.0], &[0, 2], &[1, 1]);
+    assert_eq!(ok.unwrap().len(), a.geometry_len());
+    let past = a.geometry(&[0.0; 2], &[0.0; 2], &[1.0, 2.0], &[0, 3], &[1, 1]);
+    assert!(past.unwrap_err().contains("past the previous grid"));
+    let short = a.geometry(&[0.0; 1], &[0.0; 2], &[1.0, 2.0], &[0, 1], &[1, 1]);
+    assert!(short.is_err());
 }

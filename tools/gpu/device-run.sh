@@ -26,8 +26,9 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>/dev/null 
 log "bench: generator frames and training, both backends"
 target/release/bench --suite generator --budget "$BENCH_BUDGET" --json "$OUT/bench-generator.json" 2>&1 \
     | tee "$OUT/bench-generator.txt"
-INRGAN_FUSED=1 target/release/bench --suite generator --budget "$BENCH_BUDGET" \
-    --json "$OUT/bench-generator-fused.json" 2>&1 | tee "$OUT/bench-generator-fused.txt"
+# The same frames through the unfused kernels (the fused blocks are the default).
+INRGAN_FUSED=0 target/release/bench --suite generator --filter emoji --budget "$BENCH_BUDGET" \
+    --no-cpu --json "$OUT/bench-generator-unfused.json" 2>&1 | tee "$OUT/bench-generator-unfused.txt"
 target/release/bench --suite train --json "$OUT/bench-train.json" 2>&1 | tee "$OUT/bench-train.txt"
 
 log "peer: agreement and speed beside ours ($PEER_BACKEND backend)"

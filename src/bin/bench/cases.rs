@@ -80,18 +80,103 @@ fn fused(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
         b.zeros(64 * s.pixels)?,
     );
     let s2 = s.clone();
+    let (bias2, rw2, rb2, img2) = (bias.clone(), rw.clone(), rb.clone(), img.clone());
     case(
         v,
         "fused block fwd (render)",
         "1x 120->64->64+rgb @ 65536 px".into(),
         flops,
         bytes,
-        move |rec| k::fused::level_forward(rec, &s2, &xb, &wb, &bb, &rwb, &rbb, &ib, &ob),
+        move |rec| {
+            k::fused::level_forward(
+                rec,
+                &s2,
+                r::fused::FusedInput::Dense(&xb),
+                &wb,
+                &bb,
+                &rwb,
+                &rbb,
+                &ib,
+                Some(&ob),
+            )
+        },
         move || {
             std::hint::black_box(r::fused::level_forward(&s, &x, &w, &bias, &rw, &rb, &img));
         },
     );
+    // emoji32's finest block as a frame runs it: the input assembled in the kernel from the
+    // previous block's 128 features on a 128² grid and 28 frequencies, no features stored.
+    let a = r::fused::Assembly {
+        c_prev: 128,
+        prev_rows: 128,
+        prev_cols: 128,
+        rows: 256,
+        cols: 256,
+        n_freq: 28,
+    };
+    let s = r::fused::FusedShape {
+        c_in: a.c_in(),
+        ..s_asm_base()
+    };
+    let (_, wlen) = s.weight_offsets();
+    let macs = s.pixels * (a.c_in() * 64 + 64 * 64 + 3 * 64);
+    let bytes = F * (128 * 128 * 128 + 3 * 2 * s.pixels + wlen + rlen) as f64;
+    let feat: Vec<f32> = b.normal(128 * 128 * 128);
+    let w: Vec<f32> = b.normal(wlen).iter().map(|v| v * 0.1).collect();
+    let xs: Vec<f32> = (0..256)
+        .map(|i| -1.0 + (2 * i + 1) as f32 / 256.0)
+        .collect();
+    let freqs: Vec<f32> = b.normal(2 * 28);
+    let tab: Vec<u32> = (0..256).map(|i| i / 2).collect();
+    let geom = a
+        .geometry(&xs, &xs, &freqs, &tab, &tab)
+        .map_err(inrgan::gpu::GpuError::Shape)?;
+    let (bias, rw, rb, img) = (bias2, rw2, rb2, img2);
+    let (fb, gb, wb2, ib2) = (b.up(&feat)?, b.up(&geom)?, b.up(&w)?, b.up(&img)?);
+    let (bb2, rwb2, rbb2) = (b.up(&bias)?, b.up(&rw)?, b.up(&rb)?);
+    let (s2, a2) = (s.clone(), a.clone());
+    case(
+        v,
+        "fused block fwd (frame)",
+        "1x [128 @ 128² | 56 emb] ->64->64+rgb @ 65536 px".into(),
+        2.0 * macs as f64,
+        bytes,
+        move |rec| {
+            k::fused::level_forward(
+                rec,
+                &s2,
+                r::fused::FusedInput::Assembled {
+                    a: &a2,
+                    feat: Some(&fb),
+                    geom: &gb,
+                },
+                &wb2,
+                &bb2,
+                &rwb2,
+                &rbb2,
+                &ib2,
+                None,
+            )
+        },
+        move || {
+            let x = r::fused::assemble_input(&a, 1, &feat, &xs, &xs, &freqs, &tab, &tab);
+            std::hint::black_box(r::fused::level_forward(&s, &x, &w, &bias, &rw, &rb, &img));
+        },
+    );
     Ok(())
+}
+
+/// The finest block of emoji32 at 256², one image (its input width is set by the caller).
+fn s_asm_base() -> r::fused::FusedShape {
+    r::fused::FusedShape {
+        batch: 1,
+        pixels: 256 * 256,
+        c_in: 0,
+        broadcast_input: false,
+        layers: vec![(64, false), (64, true)],
+        alpha: 0.2,
+        gain: std::f32::consts::SQRT_2,
+    }
 }
 
 fn linear(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {

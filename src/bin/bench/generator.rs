@@ -1,7 +1,10 @@
-//! Generator forward at 128², 256², 512², 1024² and 4096² for each preset on a backend: the time to render
-//! one latent over the training square (tiled, 256² tiles: a 512² tile of emoji32 exceeds lavapipe's 128 MiB binding limit), as the viewport and export do.
-//! Sizes whose estimate (from the previous size, scaled by the pixel count) exceeds the budget
-//! are reported as estimates instead of run.
+//! Generator forward at 128², 256², 512², 1024² and 4096² for each preset on a backend: one
+//! viewport frame of one latent over the training square, as the explorer renders it: the latent
+//! already mapped (the viewport caches it), the frame in full-width strips as tall as the
+//! backend's buffer limit allows (one strip where it fits; lavapipe's 128 MiB binding limit
+//! splits emoji32 at 512²), each strip through the fused path where the backend has it and then
+//! to RGBA8, read back to the host. Sizes whose estimate (from the previous size, scaled by the
+//! pixel count) exceeds the budget are reported as estimates instead of run.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,12 @@ pub struct GenRow {
     pub gpu_peak_mb: Option<f64>,
     /// GFLOP/s as a share of the adapter's FP32 peak, where the adapter is known.
     pub peak_share: Option<f64>,
+    /// Strips the frame took.
+    pub strips: usize,
+    /// GPU backend: host time spent recording the frame's work (buffers, bind groups,
+    /// dispatches), and the number of dispatches: the floor of a frame on a fast GPU.
+    pub host_ms: Option<f64>,
+    pub dispatches: Option<u64>,
 }
 
 /// Published FP32 (non-tensor-core) peaks, GFLOP/s, of adapters we may meet.
@@ -69,11 +78,46 @@ fn frame_macs(g: &Generator, size: usize) -> f64 {
     coarse + fine * (size * size) as f64
 }
 
+/// One frame as the viewport renders it (see the module's comment): (wall ms, strips, host ms
+/// recording, dispatches).
+fn frame<B: Backend>(
+    be: &mut B,
+    g: &Generator,
+    p: &ParamSet<B>,
+    w: &B::Buf,
+    size: usize,
+    max_strip_bytes: u64,
+) -> Result<(f64, usize, f64, Option<u64>)> {
+    let levels = g.cfg.levels.len();
+    let rows = inrgan::gpu::strip_rows(max_strip_bytes, size, g.frame_channels(levels));
+    let d0 = be.dispatches();
+    let t = Instant::now();
+    let mut host = Duration::ZERO;
+    let mut strips = 0;
+    for r0 in (0..size).step_by(rows) {
+        let r1 = (r0 + rows).min(size);
+        let th = Instant::now();
+        let plan = g.partial_tile_plan(TRAINING_WINDOW, size, size, 0..size, r0..r1, levels)?;
+        let tape = g.synthesize_fast(be, p, &[w], 1, &plan)?;
+        host += th.elapsed();
+        be.to_rgba8(tape.img(), 1, size * (r1 - r0))?;
+        strips += 1;
+    }
+    let dispatches = be.dispatches().zip(d0).map(|(a, b)| a - b);
+    Ok((
+        t.elapsed().as_secs_f64() * 1e3,
+        strips,
+        host.as_secs_f64() * 1e3,
+        dispatches,
+    ))
+}
+
 pub fn run<B: Backend>(
     be: &mut B,
     presets: &[&str],
     sizes: &[usize],
     budget: Duration,
+    max_strip_bytes: u64,
 ) -> Result<Vec<GenRow>> {
     let mut rows = Vec::new();
     for &name in presets {
@@ -82,29 +126,19 @@ pub fn run<B: Backend>(
         let p = ParamSet::init(be, g.specs(), 1)?;
         let z = g.latent(1);
         let w = g.map_truncated(be, &p, &z, 1, 1.0)?;
+        let wb = be.upload(&w, "w")?;
         // Warm-up (pipelines, shader JIT on lavapipe).
-        g.render(be, &p, &w, TRAINING_WINDOW, 32, 32)?;
+        frame(be, &g, &p, &wb, 32, max_strip_bytes)?;
         let mut last: Option<(usize, f64)> = None;
         for &size in sizes {
             let flops = 2.0 * frame_macs(&g, size);
             let estimate = last.map(|(s, ms)| ms * (size * size) as f64 / (s * s) as f64);
-            let (ms, estimated) = match estimate {
-                Some(e) if e > budget.as_secs_f64() * 1e3 => (e, true),
+            let (ms, estimated, strips, host, dispatches) = match estimate {
+                Some(e) if e > budget.as_secs_f64() * 1e3 => (e, true, 0, None, None),
                 _ => {
                     inrgan::gpu::reset_peak_bytes();
-                    let t = Instant::now();
-                    g.render_tiles(
-                        be,
-                        &p,
-                        &w,
-                        TRAINING_WINDOW,
-                        size,
-                        size,
-                        256,
-                        |_, _, _, _, _| Ok(()),
-                    )?;
-                    be.flush()?;
-                    (t.elapsed().as_secs_f64() * 1e3, false)
+                    let (ms, strips, host, d) = frame(be, &g, &p, &wb, size, max_strip_bytes)?;
+                    (ms, false, strips, d.map(|_| host), d)
                 }
             };
             if !estimated {
@@ -118,6 +152,9 @@ pub fn run<B: Backend>(
                 estimated,
                 gflops: flops / (ms * 1e-3) / 1e9,
                 peak_share: fp32_peak_gflops(&be.name()).map(|p| flops / (ms * 1e-3) / 1e9 / p),
+                strips,
+                host_ms: host,
+                dispatches,
                 gpu_peak_mb: if estimated || !be.name().starts_with("gpu") {
                     None
                 } else {
@@ -126,7 +163,7 @@ pub fn run<B: Backend>(
             });
             let r = rows.last().expect("just pushed");
             println!(
-                "{:<10} {:>6}² {:>12.1} ms{} {:>8.2} GFLOP/s{} {:>10}   {}",
+                "{:<10} {:>6}² {:>12.1} ms{} {:>8.2} GFLOP/s{} {:>10} {:>28}   {}",
                 r.preset,
                 r.size,
                 r.ms,
@@ -136,6 +173,14 @@ pub fn run<B: Backend>(
                     .map_or(String::new(), |s| format!(" ({:.1}% of peak)", s * 100.0)),
                 r.gpu_peak_mb
                     .map_or(String::new(), |m| format!("{m:.0} MB GPU")),
+                match (r.host_ms, r.dispatches) {
+                    (Some(h), Some(d)) => format!(
+                        "{} strip{}, host {h:.2} ms/{d} disp.",
+                        r.strips,
+                        if r.strips == 1 { "" } else { "s" }
+                    ),
+                    _ => String::new(),
+                },
                 r.backend
             );
         }

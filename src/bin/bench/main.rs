@@ -88,11 +88,13 @@ fn parse_args() -> Result<Args> {
                 println!(
                     "bench [--suite kernels|generator|train|cpu|all] [--filter TEXT] [--reps N] [--no-cpu] \
                      [--budget SECONDS] [--json PATH]\n\
+                     --no-cpu: GPU rows only (kernels: no CPU reference; generator: no CPU backend).\n\
                      kernels: every GPU kernel at realistic shapes beside its CPU reference.\n\
                      generator: the generator's forward at 128², 256², 512², 1024², 4096² per preset and \
                      backend (sizes estimated past the budget per frame, default 60 s).\n\
                      train: training img/s per preset and backend.\n\
-                     cpu: the CPU backend's per-pixel products and convolutions."
+                     cpu: the CPU backend's per-pixel products and convolutions.\n\
+                     --filter: only the kernels, or the generator presets, whose name contains TEXT."
                 );
                 std::process::exit(0);
             }
@@ -138,18 +140,41 @@ fn main() -> Result<()> {
     }
     let mut gen_rows = Vec::new();
     if args.suite == "generator" || args.suite == "all" {
-        println!("\ngenerator forward, one latent over the training square (256² tiles):");
+        println!(
+            "\ngenerator forward: one viewport frame of one latent over the training square \
+             (strips under the buffer limit, to RGBA8):"
+        );
         let budget = Duration::from_secs_f64(args.budget_s);
-        let presets = ["emoji32", "emoji64", "paper256"];
+        let presets: Vec<&str> = ["emoji32", "emoji64", "paper256"]
+            .into_iter()
+            .filter(|p| args.filter.as_ref().is_none_or(|f| p.contains(f.as_str())))
+            .collect();
         let sizes = [128, 256, 512, 1024, 4096];
-        let mut rows = generator::run(&mut GpuBackend::new(&ctx), &presets, &sizes, budget)?;
-        let mut cpu = inrgan::backend::cpu::CpuBackend::new()?;
-        rows.extend(generator::run(&mut cpu, &presets, &sizes, budget)?);
+        let max_binding = ctx.limits().max_storage_buffer_binding_size;
+        let mut rows = generator::run(
+            &mut GpuBackend::new(&ctx),
+            &presets,
+            &sizes,
+            budget,
+            max_binding,
+        )?;
+        if args.cpu {
+            let mut cpu = inrgan::backend::cpu::CpuBackend::new()?;
+            // The CPU backend's strips are bounded like lavapipe's, to keep host memory modest.
+            rows.extend(generator::run(
+                &mut cpu,
+                &presets,
+                &sizes,
+                budget,
+                128 << 20,
+            )?);
+        }
         for r in rows {
             gen_rows.push(serde_json::json!({
                 "preset": r.preset, "backend": r.backend, "size": r.size,
                 "ms": r.ms, "estimated": r.estimated, "gflops": r.gflops,
                 "gpu_peak_mb": r.gpu_peak_mb, "peak_share": r.peak_share,
+                "strips": r.strips, "host_ms": r.host_ms, "dispatches": r.dispatches,
             }));
         }
     }
