@@ -72,7 +72,10 @@ const WG: u32 = 64u;
 // Pixels per invocation: each weight load serves four pixels (lanes hold pixels lid, lid + 64,
 // lid + 128, lid + 192 of the workgroup's 256, so adjacent lanes read adjacent pixels).
 const PPI: u32 = 4u;
-// Widest layer input or output a block may have (wider blocks use the unfused kernels).
+// Widest layer output a block may have (wider blocks use the unfused kernels); the input may be
+// any width. The host compiles this file once per width class, replacing this line
+// (`kernels::fused::WIDTH_CLASSES`): private arrays sized to the block compile far faster on
+// lavapipe (64: 2.5 s, 256: 29 s, 512: 170 s) and are what a GPU can keep in registers.
 const MAXW: u32 = 512u;
 const INV_TWO_PI: f32 = 0.15915494309189535;
 const TWO_PI_HI: f32 = 6.28125;
@@ -97,6 +100,14 @@ fn dot_row(row: u32, n: u32, h: ptr<function, array<vec4<f32>, MAXW>>) -> vec4<f
     return acc;
 }
 
+// acc[o] += wpack[col + o * stride] * xi for o < n: one input channel's contribution to every
+// output (a function of its own for the same loop-bound reason as dot_row).
+fn axpy_col(col: u32, stride: u32, n: u32, xi: vec4<f32>, acc: ptr<function, array<vec4<f32>, MAXW>>) {
+    for (var o = 0u; o < n; o++) {
+        (*acc)[o] += wpack[col + o * stride] * xi;
+    }
+}
+
 @compute @workgroup_size(64)
 fn level_forward(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -111,7 +122,14 @@ fn level_forward(
     }
     var h: array<vec4<f32>, MAXW>;
     var hn: array<vec4<f32>, MAXW>;
-    var c_in = p.c_in0;
+    // Layer 0 takes its input one channel at a time (hn += W0[:, i] x_i), so the input, however
+    // wide, is never held: loaded (dense), sampled from the previous features, or computed
+    // (sin and cos) once per channel and pixel.
+    let c0 = p.c_out[0][0];
+    let w0 = b * p.w_per_image + p.w_off[0][0];
+    for (var o = 0u; o < c0; o++) {
+        hn[o] = vec4<f32>(0.0);
+    }
     if p.assemble == 1u {
         let rows = p.pixels / p.cols;
         let g_ys = p.cols;
@@ -130,30 +148,35 @@ fn level_forward(
         }
         for (var i = 0u; i < p.c_prev; i++) {
             let xo = (b * p.c_prev + i) * p.prev_pixels;
-            h[i] = vec4<f32>(x[xo + src[0]], x[xo + src[1]], x[xo + src[2]], x[xo + src[3]]);
+            let xi = vec4<f32>(x[xo + src[0]], x[xo + src[1]], x[xo + src[2]], x[xo + src[3]]);
+            axpy_col(w0 + i, p.c_in0, c0, xi, &hn);
         }
         for (var j = 0u; j < p.n_freq; j++) {
             let t = reduce_phase(geom[g_f + 2u * j] * xs + geom[g_f + 2u * j + 1u] * ys);
-            h[p.c_prev + j] = sin(t);
-            h[p.c_prev + p.n_freq + j] = cos(t);
+            axpy_col(w0 + p.c_prev + j, p.c_in0, c0, sin(t), &hn);
+            axpy_col(w0 + p.c_prev + p.n_freq + j, p.c_in0, c0, cos(t), &hn);
         }
     } else {
-        for (var i = 0u; i < c_in; i++) {
+        for (var i = 0u; i < p.c_in0; i++) {
             let xo = b * p.x_batch_stride + i * p.pixels;
-            h[i] = vec4<f32>(x[xo + q[0]], x[xo + q[1]], x[xo + q[2]], x[xo + q[3]]);
+            let xi = vec4<f32>(x[xo + q[0]], x[xo + q[1]], x[xo + q[2]], x[xo + q[3]]);
+            axpy_col(w0 + i, p.c_in0, c0, xi, &hn);
         }
     }
     var rgb: array<vec4<f32>, 3>;
+    var c_in = p.c_in0;
     for (var j = 0u; j < p.n_layers; j++) {
         let c_out = p.c_out[j >> 2u][j & 3u];
         let woff = b * p.w_per_image + p.w_off[j >> 2u][j & 3u];
         let boff = p.b_off[j >> 2u][j & 3u];
-        for (var o = 0u; o < c_out; o++) {
-            let z = dot_row(woff + o * c_in, c_in, &h) + bpack[boff + o];
-            hn[o] = select(p.alpha * z, z, z > vec4<f32>(0.0)) * p.gain;
+        if j > 0u {
+            for (var o = 0u; o < c_out; o++) {
+                hn[o] = dot_row(woff + o * c_in, c_in, &h);
+            }
         }
         for (var o = 0u; o < c_out; o++) {
-            h[o] = hn[o];
+            let z = hn[o] + bpack[boff + o];
+            h[o] = select(p.alpha * z, z, z > vec4<f32>(0.0)) * p.gain;
         }
         c_in = c_out;
         if ((p.rgb_mask >> j) & 1u) == 1u {

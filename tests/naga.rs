@@ -43,3 +43,25 @@ fn a_broken_shader_is_reported_with_its_line() {
         .expect_err("must fail");
     assert!(err.contains("bad.wgsl"), "{err}");
 }
+
+/// Every width class of the fused kernel (the source with its MAXW line replaced) validates, and
+/// each really replaces the line.
+#[test]
+fn every_fused_width_class_validates() {
+    for (w, k) in inrgan::kernels::fused::WIDTH_CLASSES {
+        let src = k
+            .shader
+            .patched_source(k.patch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            src.contains(&format!("const MAXW: u32 = {w}u;")),
+            "class {w}"
+        );
+        validate_wgsl(&format!("fused.wgsl, {w} wide"), &src).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(
+        Shader::Fused
+            .patched_source(Some(("no such line", "x")))
+            .is_err()
+    );
+}

@@ -56,9 +56,13 @@ impl std::fmt::Display for AdapterSummary {
     }
 }
 
+/// A source variant: (line, replacement).
+type Patch = Option<(&'static str, &'static str)>;
+
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 struct PipelineKey {
     shader: Shader,
+    patch: Option<(&'static str, &'static str)>,
     entry: &'static str,
     /// Pipeline-overridable constants as (name, f64 bits).
     constants: Vec<(&'static str, u64)>,
@@ -72,7 +76,7 @@ pub struct GpuContext {
     pub adapter: wgpu::Adapter,
     summary: AdapterSummary,
     timestamps: bool,
-    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    modules: Mutex<HashMap<(Shader, Patch), Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     lost: Arc<Mutex<Option<String>>>,
     /// Bound where a kernel's optional input is absent.
@@ -305,20 +309,30 @@ impl GpuContext {
         self.check_lost()
     }
 
-    fn module(&self, shader: Shader) -> GpuResult<Arc<wgpu::ShaderModule>> {
+    fn module(
+        &self,
+        shader: Shader,
+        patch: Option<(&'static str, &'static str)>,
+    ) -> GpuResult<Arc<wgpu::ShaderModule>> {
         let mut modules = self.modules.lock().map_err(|_| GpuError::Internal {
             context: "shader cache".into(),
             message: "poisoned".into(),
         })?;
-        if let Some(m) = modules.get(&shader) {
+        if let Some(m) = modules.get(&(shader, patch)) {
             return Ok(m.clone());
         }
+        let source = shader
+            .patched_source(patch)
+            .map_err(|message| GpuError::Shader {
+                file: shader.file_name().into(),
+                message,
+            })?;
         let module = self
             .scoped(shader.file_name(), || {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.file_name()),
-                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
                     })
             })
             .map_err(|e| GpuError::Shader {
@@ -326,7 +340,7 @@ impl GpuContext {
                 message: e.to_string(),
             })?;
         let m = Arc::new(module);
-        modules.insert(shader, m.clone());
+        modules.insert((shader, patch), m.clone());
         Ok(m)
     }
 
@@ -338,8 +352,20 @@ impl GpuContext {
         entry: &'static str,
         constants: &[(&'static str, f64)],
     ) -> GpuResult<Arc<wgpu::ComputePipeline>> {
+        self.pipeline_patched(shader, None, entry, constants)
+    }
+
+    /// [`GpuContext::pipeline`] of a source variant (see [`crate::gpu::Kernel::patch`]).
+    pub fn pipeline_patched(
+        &self,
+        shader: Shader,
+        patch: Option<(&'static str, &'static str)>,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> GpuResult<Arc<wgpu::ComputePipeline>> {
         let key = PipelineKey {
             shader,
+            patch,
             entry,
             constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
         };
@@ -351,7 +377,7 @@ impl GpuContext {
         {
             return Ok(p);
         }
-        let module = self.module(shader)?;
+        let module = self.module(shader, patch)?;
         let label = format!("{}::{}", shader.file_name(), entry);
         let pipeline = self.scoped(&label, || {
             self.device

@@ -15,6 +15,9 @@ pub struct Kernel {
     pub shader: Shader,
     pub entry: &'static str,
     pub constants: &'static [(&'static str, f64)],
+    /// A variant of the shader's source: (line, replacement). For what pipeline-overridable
+    /// constants cannot set, such as the size of a private array.
+    pub patch: Option<(&'static str, &'static str)>,
 }
 
 impl Kernel {
@@ -23,6 +26,15 @@ impl Kernel {
             shader,
             entry,
             constants: &[],
+            patch: None,
+        }
+    }
+
+    /// This kernel compiled from its source with `line` replaced by `with`.
+    pub const fn patched(self, line: &'static str, with: &'static str) -> Self {
+        Self {
+            patch: Some((line, with)),
+            ..self
         }
     }
 }
@@ -122,9 +134,12 @@ impl<'a> Recorder<'a> {
                 kernel.entry
             )));
         }
-        let pipeline = self
-            .ctx
-            .pipeline(kernel.shader, kernel.entry, kernel.constants)?;
+        let pipeline = self.ctx.pipeline_patched(
+            kernel.shader,
+            kernel.patch,
+            kernel.entry,
+            kernel.constants,
+        )?;
         let label = format!("{}::{}", kernel.shader.file_name(), kernel.entry);
         let ctx = self.ctx;
         let bind_group = ctx.scoped(&label, || {

@@ -38,6 +38,20 @@ shaders! {
     Fused => "fused.wgsl",
 }
 
+impl Shader {
+    /// The source with `patch` = (line, replacement) applied; an error when the line is not in
+    /// the file (a variant that silently compiled the default would be a wrong kernel).
+    pub fn patched_source(self, patch: Option<(&str, &str)>) -> Result<String, String> {
+        match patch {
+            None => Ok(self.source().to_string()),
+            Some((line, with)) if self.source().contains(line) => {
+                Ok(self.source().replacen(line, with, 1))
+            }
+            Some((line, _)) => Err(format!("{}: no line {line:?} to patch", self.file_name())),
+        }
+    }
+}
+
 /// Parses and validates WGSL with naga (all validation flags, all capabilities the adapter might
 /// offer). Needs no GPU. The error is naga's rendered diagnostic, with the source line.
 pub fn validate_wgsl(name: &str, source: &str) -> Result<naga::Module, String> {

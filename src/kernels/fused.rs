@@ -40,6 +40,27 @@ struct Params {
 /// Pixels per workgroup (64 invocations of 4 pixels each).
 const WG: usize = 256;
 
+/// The line of `fused.wgsl` each width class replaces.
+const MAXW_LINE: &str = "const MAXW: u32 = 512u;";
+
+/// Width classes the shader is compiled for: (widest layer output, the kernel). The kernel
+/// takes the smallest class that holds the block's layers.
+pub const WIDTH_CLASSES: [(usize, Kernel); 4] = [
+    (
+        64,
+        Kernel::new(Shader::Fused, "level_forward").patched(MAXW_LINE, "const MAXW: u32 = 64u;"),
+    ),
+    (
+        128,
+        Kernel::new(Shader::Fused, "level_forward").patched(MAXW_LINE, "const MAXW: u32 = 128u;"),
+    ),
+    (
+        256,
+        Kernel::new(Shader::Fused, "level_forward").patched(MAXW_LINE, "const MAXW: u32 = 256u;"),
+    ),
+    (512, Kernel::new(Shader::Fused, "level_forward")),
+];
+
 fn table(name: &str, v: &[usize]) -> GpuResult<[u32; 16]> {
     let mut t = [0u32; 16];
     for (i, &x) in v.iter().enumerate().take(16) {
@@ -162,8 +183,14 @@ pub fn level_forward(
     // A toRGB-less block still binds something at the rgb slots.
     let rw = if rlen == 0 { w } else { rgbw };
     let rb = if rblen == 0 { bias } else { rgbb };
+    let widest = s.layers.iter().map(|l| l.0).max().unwrap_or(0);
+    let kernel = WIDTH_CLASSES
+        .iter()
+        .find(|(w, _)| *w >= widest)
+        .map(|(_, k)| *k)
+        .ok_or_else(|| GpuError::Shape(format!("fused block {widest} wide")))?;
     rec.dispatch(
-        Kernel::new(Shader::Fused, "level_forward"),
+        kernel,
         &p,
         // Unused slots bind a buffer already bound with the same access (the shared dummy
         // would be bound read-only and read-write at once, which is invalid).

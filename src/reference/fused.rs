@@ -19,7 +19,8 @@ pub struct FusedShape {
     pub gain: f32,
 }
 
-/// Most layers a fused block may have, and the widest input or output (the kernel's limits).
+/// Most layers a fused block may have, and the widest layer output (the kernel's limits; the
+/// input may be any width).
 pub const MAX_LAYERS: usize = 16;
 pub const MAX_WIDTH: usize = 512;
 
@@ -85,7 +86,6 @@ impl FusedShape {
     pub fn fits(&self) -> bool {
         !self.layers.is_empty()
             && self.layers.len() <= MAX_LAYERS
-            && self.c_in <= MAX_WIDTH
             && self.layers.iter().all(|l| l.0 <= MAX_WIDTH && l.0 > 0)
             && self.c_in > 0
     }

@@ -36,6 +36,10 @@ fn shapes() -> Vec<FusedShape> {
         ),
         // No toRGB at all.
         s(2, 70, 4, true, vec![(5, false)]),
+        // An input far wider than the layers (layer 0 never holds it): the 64-wide class.
+        s(1, 37, 600, false, vec![(7, true), (64, true)]),
+        // The 512-wide class (paper256's coarse blocks).
+        s(1, 9, 19, true, vec![(300, true), (65, false)]),
     ]
 }
 
@@ -106,9 +110,9 @@ fn fused_rejects_blocks_it_cannot_hold() {
     let s = FusedShape {
         batch: 1,
         pixels: 4,
-        c_in: 600,
+        c_in: 8,
         broadcast_input: false,
-        layers: vec![(8, true)],
+        layers: vec![(600, true)],
         alpha: 0.2,
         gain: 1.0,
     };
