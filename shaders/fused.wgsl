@@ -100,12 +100,30 @@ fn dot_row(row: u32, n: u32, h: ptr<function, array<vec4<f32>, MAXW>>) -> vec4<f
     return acc;
 }
 
-// acc[o] += wpack[col + o * stride] * xi for o < n: one input channel's contribution to every
-// output (a function of its own for the same loop-bound reason as dot_row).
-fn axpy_col(col: u32, stride: u32, n: u32, xi: vec4<f32>, acc: ptr<function, array<vec4<f32>, MAXW>>) {
-    for (var o = 0u; o < n; o++) {
-        (*acc)[o] += wpack[col + o * stride] * xi;
+// Per invocation: its pixels' coordinates and source cells in the previous grid, and where the
+// frequencies start in geom (assembled input).
+struct Pixels {
+    src: array<u32, 4>,
+    xs: vec4<f32>,
+    ys: vec4<f32>,
+    g_f: u32,
+}
+
+// Input channel i of the block for the invocation's four pixels: loaded (dense input), the
+// previous block's feature at the pixels' source cells, or sin / cos of a frequency's phase.
+fn input_channel(i: u32, b: u32, q: array<u32, 4>, at: Pixels) -> vec4<f32> {
+    if p.assemble == 0u {
+        let xo = b * p.x_batch_stride + i * p.pixels;
+        return vec4<f32>(x[xo + q[0]], x[xo + q[1]], x[xo + q[2]], x[xo + q[3]]);
     }
+    if i < p.c_prev {
+        let xo = (b * p.c_prev + i) * p.prev_pixels;
+        return vec4<f32>(x[xo + at.src[0]], x[xo + at.src[1]], x[xo + at.src[2]], x[xo + at.src[3]]);
+    }
+    let j = i - p.c_prev;
+    let f = select(j - p.n_freq, j, j < p.n_freq);
+    let t = reduce_phase(geom[at.g_f + 2u * f] * at.xs + geom[at.g_f + 2u * f + 1u] * at.ys);
+    return select(cos(t), sin(t), j < p.n_freq);
 }
 
 @compute @workgroup_size(64)
@@ -122,45 +140,36 @@ fn level_forward(
     }
     var h: array<vec4<f32>, MAXW>;
     var hn: array<vec4<f32>, MAXW>;
-    // Layer 0 takes its input one channel at a time (hn += W0[:, i] x_i), so the input, however
-    // wide, is never held: loaded (dense), sampled from the previous features, or computed
-    // (sin and cos) once per channel and pixel.
+    // Where this invocation's pixels read an assembled input.
+    var at: Pixels;
+    if p.assemble == 1u {
+        let rows = p.pixels / p.cols;
+        at.g_f = p.cols + rows;
+        let g_rt = at.g_f + 2u * p.n_freq;
+        let g_ct = g_rt + rows;
+        for (var k = 0u; k < PPI; k++) {
+            let r = q[k] / p.cols;
+            let c = q[k] - r * p.cols;
+            at.xs[k] = geom[c];
+            at.ys[k] = geom[p.cols + r];
+            at.src[k] = bitcast<u32>(geom[g_rt + r]) * p.prev_cols + bitcast<u32>(geom[g_ct + c]);
+        }
+    }
+    // Layer 0 reads its input in chunks of MAXW channels (so the input may be wider than the
+    // block's width class): each chunk is loaded or computed once per pixel into h, and every
+    // output's dot product over the chunk is added to hn.
     let c0 = p.c_out[0][0];
     let w0 = b * p.w_per_image + p.w_off[0][0];
     for (var o = 0u; o < c0; o++) {
         hn[o] = vec4<f32>(0.0);
     }
-    if p.assemble == 1u {
-        let rows = p.pixels / p.cols;
-        let g_ys = p.cols;
-        let g_f = g_ys + rows;
-        let g_rt = g_f + 2u * p.n_freq;
-        let g_ct = g_rt + rows;
-        var xs: vec4<f32>;
-        var ys: vec4<f32>;
-        var src: array<u32, 4>;
-        for (var k = 0u; k < PPI; k++) {
-            let r = q[k] / p.cols;
-            let c = q[k] - r * p.cols;
-            xs[k] = geom[c];
-            ys[k] = geom[g_ys + r];
-            src[k] = bitcast<u32>(geom[g_rt + r]) * p.prev_cols + bitcast<u32>(geom[g_ct + c]);
+    for (var i0 = 0u; i0 < p.c_in0; i0 += MAXW) {
+        let n = min(MAXW, p.c_in0 - i0);
+        for (var t = 0u; t < n; t++) {
+            h[t] = input_channel(i0 + t, b, q, at);
         }
-        for (var i = 0u; i < p.c_prev; i++) {
-            let xo = (b * p.c_prev + i) * p.prev_pixels;
-            let xi = vec4<f32>(x[xo + src[0]], x[xo + src[1]], x[xo + src[2]], x[xo + src[3]]);
-            axpy_col(w0 + i, p.c_in0, c0, xi, &hn);
-        }
-        for (var j = 0u; j < p.n_freq; j++) {
-            let t = reduce_phase(geom[g_f + 2u * j] * xs + geom[g_f + 2u * j + 1u] * ys);
-            axpy_col(w0 + p.c_prev + j, p.c_in0, c0, sin(t), &hn);
-            axpy_col(w0 + p.c_prev + p.n_freq + j, p.c_in0, c0, cos(t), &hn);
-        }
-    } else {
-        for (var i = 0u; i < p.c_in0; i++) {
-            let xo = b * p.x_batch_stride + i * p.pixels;
-            let xi = vec4<f32>(x[xo + q[0]], x[xo + q[1]], x[xo + q[2]], x[xo + q[3]]);
-            axpy_col(w0 + i, p.c_in0, c0, xi, &hn);
+        for (var o = 0u; o < c0; o++) {
+            hn[o] += dot_row(w0 + o * p.c_in0 + i0, n, &h);
         }
     }
     var rgb: array<vec4<f32>, 3>;
