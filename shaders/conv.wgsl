@@ -13,9 +13,10 @@
 //   blur_down2x: Y[p, i, j] = sum_{a, b in 0..4} f[a] f[b] X[p, 2i + a - 1, 2j + b - 1],
 //          f = [1, 3, 3, 1] / 8, zero padding 1, Ho = (H + 2 - 4) / 2 + 1; and its transpose.
 //
-// Shapes for lavapipe and GPUs alike: lanes are pixels (contiguous across lanes); in conv_forward
-// a workgroup owns TC output channels taken from the workgroup id (and conv_backward_input TC
-// input channels), so every weight load is uniform across the workgroup. conv_backward_weight
+// Shapes for lavapipe and GPUs alike: lanes are pixels (contiguous across lanes), the batch folded
+// in (lane index = n * pixels + pixel, so a 4x4 map still fills a workgroup's 64 lanes); in
+// conv_forward a workgroup owns TC output channels taken from the workgroup id (and
+// conv_backward_input TC input channels), so every weight load is uniform across the workgroup. conv_backward_weight
 // runs one invocation per weight value with the output channel from the workgroup id (so dY
 // loads are uniform) and sums over n, oy, ox in that fixed order. Loads are clamped and masked,
 // stores guarded, so any shape works. No atomics: every output is written by one invocation.
@@ -40,15 +41,18 @@ struct Params {
 const WG: u32 = 64u;
 const TC: u32 = 4u;
 
-// Grid: x = tiles of WG output pixels, y = tiles of TC output channels, z = batch.
+// Grid: x (spilling into z) = tiles of WG (image, output pixel) pairs, y = tiles of TC output
+// channels.
 @compute @workgroup_size(64)
-fn conv_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let n = wid.z;
+fn conv_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
     let co0 = wid.y * TC;
-    if (co0 >= p.c_out || n >= p.batch) { return; }
+    if (co0 >= p.c_out) { return; }
     let npix = p.out_h * p.out_w;
-    let pix = wid.x * WG + lid.x;
-    let pc = min(pix, npix - 1u);
+    let flat = (wid.z * nwg.x + wid.x) * WG + lid.x;
+    let fc = min(flat, p.batch * npix - 1u);
+    let n = fc / npix;
+    let pc = fc - n * npix;
     let oy = pc / p.out_w;
     let ox = pc - oy * p.out_w;
     let iy0 = i32(oy * p.stride) - i32(p.pad);
@@ -80,25 +84,28 @@ fn conv_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             }
         }
     }
-    if (pix >= npix) { return; }
+    if (flat >= p.batch * npix) { return; }
     for (var r = 0u; r < TC; r++) {
         let co = co0 + r;
         if (co >= p.c_out) { break; }
         var v = p.w_gain * acc[r];
         if (p.has_bias != 0u) { v += p.b_gain * bias[co]; }
-        out4[(n * p.c_out + co) * npix + pix] = v;
+        out4[(n * p.c_out + co) * npix + pc] = v;
     }
 }
 
-// Grid: x = tiles of WG input pixels, y = tiles of TC input channels, z = batch.
+// Grid: x (spilling into z) = tiles of WG (image, input pixel) pairs, y = tiles of TC input
+// channels.
 @compute @workgroup_size(64)
-fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let n = wid.z;
+fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_id) lid: vec3<u32>) {
     let ci0 = wid.y * TC;
-    if (ci0 >= p.c_in || n >= p.batch) { return; }
+    if (ci0 >= p.c_in) { return; }
     let hw = p.height * p.width;
-    let pix = wid.x * WG + lid.x;
-    let pc = min(pix, hw - 1u);
+    let flat = (wid.z * nwg.x + wid.x) * WG + lid.x;
+    let fc = min(flat, p.batch * hw - 1u);
+    let n = fc / hw;
+    let pc = fc - n * hw;
     let iy = pc / p.width;
     let ix = pc - iy * p.width;
     let kk = p.k * p.k;
@@ -133,11 +140,11 @@ fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
             }
         }
     }
-    if (pix >= hw) { return; }
+    if (flat >= p.batch * hw) { return; }
     for (var r = 0u; r < TC; r++) {
         let ci = ci0 + r;
         if (ci >= p.c_in) { break; }
-        let i = (n * p.c_in + ci) * hw + pix;
+        let i = (n * p.c_in + ci) * hw + pc;
         var v = p.w_gain * acc[r];
         if (p.accumulate != 0u) { v += out3[i]; }
         out3[i] = v;

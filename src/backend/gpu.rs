@@ -86,6 +86,16 @@ impl<'a> GpuBackend<'a> {
         self.ctx
     }
 
+    /// Names a convolution's shape for the profile.
+    fn conv_detail(&mut self, s: &ConvShape) {
+        if self.profile.is_some() {
+            self.detail = format!(
+                " N{} {}->{} {}x{} k{} s{}",
+                s.batch, s.c_in, s.c_out, s.height, s.width, s.k, s.stride
+            );
+        }
+    }
+
     /// Runs `f` on the recorder, then submits if enough work is pending.
     fn op(&mut self, f: impl FnOnce(&mut Recorder<'a>) -> BResult<()>) -> BResult<()> {
         if self.profile.is_some() {
@@ -362,6 +372,7 @@ impl<'a> Backend for GpuBackend<'a> {
         b: Option<&Self::Buf>,
         y: &Self::Buf,
     ) -> BResult<()> {
+        self.conv_detail(s);
         self.op(|r| k::conv::conv2d_forward(r, s, x, w, b, y))
     }
 
@@ -373,6 +384,7 @@ impl<'a> Backend for GpuBackend<'a> {
         dx: &Self::Buf,
         accumulate: bool,
     ) -> BResult<()> {
+        self.conv_detail(s);
         self.op(|r| k::conv::conv2d_backward_input(r, s, dy, w, dx, accumulate))
     }
 
@@ -384,6 +396,7 @@ impl<'a> Backend for GpuBackend<'a> {
         dw: &Self::Buf,
         accumulate: bool,
     ) -> BResult<()> {
+        self.conv_detail(s);
         self.op(|r| k::conv::conv2d_backward_weight(r, s, dy, x, dw, accumulate))
     }
 

@@ -89,14 +89,7 @@ pub fn conv2d_forward(
         need("conv2d_forward b", b, s.c_out)?;
         p.has_bias = 1;
     }
-    let groups = [
-        u32_of(
-            "conv output pixel tiles",
-            (s.out_height() * s.out_width()).div_ceil(WG as usize),
-        )?,
-        u32_of("conv channel tiles", s.c_out.div_ceil(TILE_C))?,
-        u32_of("batch", s.batch)?,
-    ];
+    let groups = pixel_groups(s.batch * s.out_height() * s.out_width(), s.c_out)?;
     rec.dispatch(
         k("conv_forward"),
         &p,
@@ -108,6 +101,22 @@ pub fn conv2d_forward(
         ],
         groups,
     )
+}
+
+/// Workgroups of the per-pixel kernels: tiles of WG (image, pixel) pairs along x (spilling into
+/// z past 65535), tiles of TILE_C channels along y.
+fn pixel_groups(pairs: usize, channels: usize) -> GpuResult<[u32; 3]> {
+    if pairs == 0 {
+        // No images: nothing to dispatch.
+        return Ok([0, 0, 0]);
+    }
+    let tiles = pairs.div_ceil(WG as usize);
+    let gx = tiles.min(65535);
+    Ok([
+        u32_of("conv pixel tiles", gx)?,
+        u32_of("conv channel tiles", channels.div_ceil(TILE_C))?,
+        u32_of("conv pixel tiles", tiles.div_ceil(gx))?,
+    ])
 }
 
 /// `dX (+)= w_gain * conv_transpose(dY, W)`: the gradient of [`conv2d_forward`] for `x`.
@@ -125,14 +134,7 @@ pub fn conv2d_backward_input(
     need("conv2d_backward_input dy", dy, s.y_len())?;
     need("conv2d_backward_input w", w, s.w_len())?;
     need("conv2d_backward_input dx", dx, s.x_len())?;
-    let groups = [
-        u32_of(
-            "conv input pixel tiles",
-            (s.height * s.width).div_ceil(WG as usize),
-        )?,
-        u32_of("conv channel tiles", s.c_in.div_ceil(TILE_C))?,
-        u32_of("batch", s.batch)?,
-    ];
+    let groups = pixel_groups(s.batch * s.height * s.width, s.c_in)?;
     rec.dispatch(
         k("conv_backward_input"),
         &p,

@@ -13,8 +13,10 @@ const ATOL_DW: f64 = 5e-4;
 const FD_H: f64 = 1e-3;
 const FD_TOL: f64 = 1e-3;
 
-/// (batch, c_in, c_out, height, width): odd and small, some with more than 64 pixels.
-const DIMS: [(usize, usize, usize, usize, usize); 7] = [
+/// (batch, c_in, c_out, height, width): odd and small, some with more than 64 pixels, and
+/// workgroups (64 lanes of (image, pixel)) that span several small images.
+const DIMS: [(usize, usize, usize, usize, usize); 8] = [
+    (5, 3, 4, 4, 4),
     (1, 1, 1, 1, 1),
     (2, 3, 5, 3, 5),
     (3, 5, 7, 7, 9),
