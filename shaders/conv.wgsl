@@ -18,7 +18,8 @@
 // conv_forward a workgroup owns TC output channels taken from the workgroup id (and
 // conv_backward_input TC input channels), so every weight load is uniform across the workgroup. conv_backward_weight
 // runs one invocation per weight value with the output channel from the workgroup id (so dY
-// loads are uniform) and sums over n, oy, ox in that fixed order. Loads are clamped and masked,
+// loads are uniform) and sums over n, oy, ox in that fixed order (a partial sum per row of
+// each image). Loads are clamped and masked,
 // stores guarded, so any shape works. No atomics: every output is written by one invocation.
 
 struct Params {
@@ -151,6 +152,43 @@ fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     }
 }
 
+// One image's term of dW[co, ci, ky, kx]: sum over oy, ox of dY[dbase + oy, ox] X[xbase + ...].
+// Lavapipe (Mesa 22.3) ends every loop of an invocation once the invocation has taken 65535 loop
+// back-edges in all, so rows are summed four pixels per iteration: batch * out_h * (out_w / 4 + 2)
+// back-edges (emoji64 at batch 32: 36 864). `kernels::conv` refuses larger sums on lavapipe.
+fn dw_image(dbase: u32, xbase: u32, ky: u32, kx: u32) -> f32 {
+    let hmax = i32(p.height) - 1;
+    var acc = 0.0;
+    for (var oy = 0u; oy < p.out_h; oy++) {
+        let iy = i32(oy * p.stride + ky) - i32(p.pad);
+        let yok = iy >= 0 && iy <= hmax;
+        let xrow = xbase + u32(clamp(iy, 0, hmax)) * p.width;
+        acc += dw_row(dbase + oy * p.out_w, xrow, yok, kx);
+    }
+    return acc;
+}
+
+fn dw_row(drow: u32, xrow: u32, yok: bool, kx: u32) -> f32 {
+    var acc = 0.0;
+    var ox = 0u;
+    for (; ox + 4u <= p.out_w; ox += 4u) {
+        acc += dw_term(drow, xrow, yok, kx, ox) + dw_term(drow, xrow, yok, kx, ox + 1u)
+            + dw_term(drow, xrow, yok, kx, ox + 2u) + dw_term(drow, xrow, yok, kx, ox + 3u);
+    }
+    for (; ox < p.out_w; ox++) {
+        acc += dw_term(drow, xrow, yok, kx, ox);
+    }
+    return acc;
+}
+
+fn dw_term(drow: u32, xrow: u32, yok: bool, kx: u32, ox: u32) -> f32 {
+    let wmax = i32(p.width) - 1;
+    let ix = i32(ox * p.stride + kx) - i32(p.pad);
+    let ok = yok && ix >= 0 && ix <= wmax;
+    let xv = select(0.0, in2[xrow + u32(clamp(ix, 0, wmax))], ok);
+    return in1[drow + ox] * xv;
+}
+
 // Grid: x = tiles of WG weights of one output channel (ci, ky, kx), y = output channel.
 @compute @workgroup_size(64)
 fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -165,24 +203,9 @@ fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     let kx = r - ky * p.k;
     let hw = p.height * p.width;
     let npix = p.out_h * p.out_w;
-    let hmax = i32(p.height) - 1;
-    let wmax = i32(p.width) - 1;
     var acc = 0.0;
     for (var n = 0u; n < p.batch; n++) {
-        let dbase = (n * p.c_out + co) * npix;
-        let xbase = (n * p.c_in + ci) * hw;
-        for (var oy = 0u; oy < p.out_h; oy++) {
-            let iy = i32(oy * p.stride + ky) - i32(p.pad);
-            let yok = iy >= 0 && iy <= hmax;
-            let xrow = xbase + u32(clamp(iy, 0, hmax)) * p.width;
-            let drow = dbase + oy * p.out_w;
-            for (var ox = 0u; ox < p.out_w; ox++) {
-                let ix = i32(ox * p.stride + kx) - i32(p.pad);
-                let ok = yok && ix >= 0 && ix <= wmax;
-                let xv = select(0.0, in2[xrow + u32(clamp(ix, 0, wmax))], ok);
-                acc += in1[drow + ox] * xv;
-            }
-        }
+        acc += dw_image((n * p.c_out + co) * npix, (n * p.c_in + ci) * hw, ky, kx);
     }
     let i = co * per + t;
     var v = p.w_gain * acc;

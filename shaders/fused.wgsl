@@ -6,11 +6,11 @@
 // weights arrive as uniform, cached loads, each serving four pixels (2.3x the one-pixel version
 // on lavapipe; `../shared/notes/lavapipe-mlp-probe.md` measured the same lever).
 //
-// Lavapipe (Mesa 22.3) with naga's loop bounding ends a loop early once that loop statement has
-// run 65536 iterations in one invocation (naga's bound counter lives for the whole function
-// call); a 256x256 layer alone is 65536 products. So the products run in `dot_row`, a function
-// of its own (its counter starts again on every call), four at a time.
-//
+// Lavapipe (Mesa 22.3) ends every loop of an invocation once the invocation has taken 65535 loop
+// back-edges in all (one limiter per invocation, shared by all its loops), so the products run
+// four terms per iteration (`dot_row`) and the host sends blocks that would pass the limit
+// (`FusedShape::loop_iterations`: emoji64's 5x256 block, paper256) to the unfused kernels there.
+
 // Per layer j: h' = lrelu_alpha(W_j[b] h + bias_j) * gain; after the layers whose bit is set in
 // rgb_mask: rgb += R_j[b] h' + rgb_bias_j. At the end img[b, :, px] += rgb and
 // out[b, :, px] = h (the block's last features, the next block's input).

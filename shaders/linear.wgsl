@@ -33,6 +33,34 @@ const WG: u32 = 64u;
 const TM: u32 = 4u;
 const TN: u32 = 4u;
 
+// Lavapipe (Mesa 22.3) ends every loop of an invocation once the invocation has taken 65535 loop
+// back-edges in all (one limiter per invocation, shared by all its loops), so long sums would be
+// cut short: weight gradients sum over pixels (65536 for one 256² image). The k loop therefore
+// takes four terms per iteration.
+fn k_span(k0: u32, k1: u32, ar: vec4<u32>, bc: vec4<u32>, acc: ptr<function, array<vec4<f32>, 4>>) {
+    var kk = k0;
+    for (; kk + 4u <= k1; kk += 4u) {
+        k_term(kk, ar, bc, acc);
+        k_term(kk + 1u, ar, bc, acc);
+        k_term(kk + 2u, ar, bc, acc);
+        k_term(kk + 3u, ar, bc, acc);
+    }
+    for (; kk < k1; kk++) {
+        k_term(kk, ar, bc, acc);
+    }
+}
+
+// acc[r] += A[row r, kk] * B[kk, the four columns].
+fn k_term(kk: u32, ar: vec4<u32>, bc: vec4<u32>, acc: ptr<function, array<vec4<f32>, 4>>) {
+    let ak = kk * p.a_k;
+    let bk = kk * p.b_k;
+    let bv = vec4<f32>(B[bc.x + bk], B[bc.y + bk], B[bc.z + bk], B[bc.w + bk]);
+    (*acc)[0] += A[ar.x + ak] * bv;
+    (*acc)[1] += A[ar.y + ak] * bv;
+    (*acc)[2] += A[ar.z + ak] * bv;
+    (*acc)[3] += A[ar.w + ak] * bv;
+}
+
 @compute @workgroup_size(64)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let b = wid.z;
@@ -59,19 +87,12 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let b1 = bbase + c1 * p.b_n;
     let b2 = bbase + c2 * p.b_n;
     let b3 = bbase + c3 * p.b_n;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var kk = 0u; kk < p.k; kk++) {
-        let ak = kk * p.a_k;
-        let bk = kk * p.b_k;
-        let bv = vec4<f32>(B[b0 + bk], B[b1 + bk], B[b2 + bk], B[b3 + bk]);
-        acc0 += A[a0 + ak] * bv;
-        acc1 += A[a1 + ak] * bv;
-        acc2 += A[a2 + ak] * bv;
-        acc3 += A[a3 + ak] * bv;
-    }
+    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    k_span(0u, p.k, vec4<u32>(a0, a1, a2, a3), vec4<u32>(b0, b1, b2, b3), &acc);
+    let acc0 = acc[0];
+    let acc1 = acc[1];
+    let acc2 = acc[2];
+    let acc3 = acc[3];
     var rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     let cols = vec4<u32>(nb, nb + WG, nb + 2u * WG, nb + 3u * WG);
     for (var r = 0u; r < TM; r++) {

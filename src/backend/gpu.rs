@@ -330,6 +330,16 @@ impl<'a> Backend for GpuBackend<'a> {
         self.fused
     }
 
+    fn fused_fits(&self, s: &crate::reference::fused::FusedShape) -> bool {
+        // Lavapipe cuts loops short past its limit: such blocks take the unfused kernels.
+        self.fused
+            && s.fits()
+            && self
+                .ctx
+                .loop_limit()
+                .is_none_or(|l| s.loop_iterations() <= l)
+    }
+
     fn fused_level_forward(
         &mut self,
         s: &crate::reference::fused::FusedShape,

@@ -205,6 +205,10 @@ pub trait Backend {
     fn has_fused(&self) -> bool {
         false
     }
+    /// Whether [`Backend::fused_level_forward`] runs this block here.
+    fn fused_fits(&self, s: &crate::reference::fused::FusedShape) -> bool {
+        self.has_fused() && s.fits()
+    }
     /// One scale block's FMM layers and toRGB outputs in one pass (inference;
     /// `shaders/fused.wgsl`). Packs as in [`crate::reference::fused`].
     #[allow(clippy::too_many_arguments)]

@@ -249,6 +249,30 @@ impl GpuContext {
         &self.summary
     }
 
+    /// The most loop iterations (back-edges, all loops together) one invocation may take, where
+    /// the driver cuts loops short silently: Mesa's llvmpipe (lavapipe) stops every loop of an
+    /// invocation after 65535. Kernels whose sums would pass it refuse to run there.
+    pub fn loop_limit(&self) -> Option<u64> {
+        let s = &self.summary;
+        let llvmpipe = [&s.name, &s.driver]
+            .iter()
+            .any(|t| t.to_ascii_lowercase().contains("llvmpipe"));
+        llvmpipe.then_some(65_535)
+    }
+
+    /// An error when an invocation of `what` would take more than [`GpuContext::loop_limit`]
+    /// loop iterations.
+    pub fn check_loops(&self, what: &str, iterations: u64) -> GpuResult<()> {
+        match self.loop_limit() {
+            Some(lim) if iterations > lim => Err(GpuError::Shape(format!(
+                "{what}: {iterations} loop iterations in one invocation exceed this adapter's \
+                 {lim} ({}): use the CPU backend or a real GPU for this size",
+                self.summary.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn limits(&self) -> wgpu::Limits {
         self.device.limits()
     }

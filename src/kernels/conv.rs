@@ -159,6 +159,9 @@ pub fn conv2d_backward_weight(
     need("conv2d_backward_weight dy", dy, s.y_len())?;
     need("conv2d_backward_weight x", x, s.x_len())?;
     need("conv2d_backward_weight dw", dw, s.w_len())?;
+    // dw_row takes four pixels per iteration (see conv.wgsl on lavapipe's loop limit).
+    let loops = s.batch as u64 * (1 + s.out_height() as u64 * (s.out_width() as u64 / 4 + 2));
+    rec.ctx().check_loops("conv2d_backward_weight", loops)?;
     let groups = [
         u32_of(
             "conv weight tiles",

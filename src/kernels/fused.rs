@@ -94,6 +94,7 @@ pub fn level_forward(
     if s.batch == 0 || s.pixels == 0 {
         return Ok(());
     }
+    rec.ctx().check_loops("fused block", s.loop_iterations())?;
     let (woff, wlen) = s.weight_offsets();
     let (boff, blen) = s.bias_offsets();
     let (roff, rlen) = s.rgb_offsets();

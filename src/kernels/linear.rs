@@ -96,7 +96,15 @@ pub fn gemm(
         act_gain: g.act.map_or(1.0, |a| a.1),
     };
     let row_tiles = g.m.div_ceil(TILE_M);
+    // gemm takes four k terms per loop iteration, gemm_skinny one per lane and WG lanes (see
+    // linear.wgsl on lavapipe's loop limit).
     let skinny = g.n < SKINNY_N && g.k >= SKINNY_MIN_K && row_tiles <= 65535;
+    let loops = if skinny {
+        g.k as u64 / 64 + 8
+    } else {
+        g.k as u64 / 4 + 8
+    };
+    rec.ctx().check_loops("gemm", loops)?;
     let groups = [
         u32_of(
             "column tiles",

@@ -659,7 +659,7 @@ impl Generator {
                 alpha: ALPHA,
                 gain: GAIN,
             };
-            if fast && be.has_fused() && fused.fits() {
+            if fast && be.fused_fits(&fused) {
                 let last = k + 1 == plan.levels.len();
                 let tape = self.fused_level(be, p, w, lv, &fused, plan, k, &levels, &fl, last)?;
                 levels.push(tape);

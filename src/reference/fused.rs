@@ -82,6 +82,21 @@ impl FusedShape {
         }
         (off, n)
     }
+    /// An upper bound on the loop iterations (back-edges, all loops together) one invocation of
+    /// the kernel takes: what lavapipe caps (`GpuContext::loop_limit`).
+    pub fn loop_iterations(&self) -> u64 {
+        let c0 = self.layers.first().map_or(0, |l| l.0) as u64;
+        let c_in0 = self.c_in as u64;
+        // Pixel setup, layer 0's zeroing and its input chunks (at least 64 channels each).
+        let mut n = 16 + c0 + c_in0 + c0 * 3 * c_in0.div_ceil(64);
+        for (j, &(co, _)) in self.layers.iter().enumerate() {
+            let (co, ci) = (co as u64, self.c_in_of(j) as u64);
+            // Dot products four terms per iteration, the activation, the toRGB.
+            n += co * (ci / 4 + 4) + co + 3 * (co + 1);
+        }
+        n + 4 * (3 + self.c_last() as u64)
+    }
+
     /// Whether the fused kernel can run this block.
     pub fn fits(&self) -> bool {
         !self.layers.is_empty()

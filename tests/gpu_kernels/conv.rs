@@ -353,3 +353,61 @@ fn blur_down2x_of_a_constant_keeps_the_interior() {
     assert!((y[wo + 1] - 1.0).abs() < 1e-6, "{y:?}");
     assert!((y[0] - 0.875 * 0.875).abs() < 1e-6, "{y:?}");
 }
+
+/// Weight gradients summed over more than 65536 (image, pixel) terms: lavapipe with naga's loop
+/// bounding ends a loop statement after 65536 iterations in one invocation, which a single
+/// nested loop over n, oy, ox would hit (emoji64 at batch 32 sums 131072 terms).
+#[test]
+fn conv_weight_gradient_sums_past_65536_terms() {
+    let mut g = rng(13);
+    let s = ConvShape {
+        batch: 17,
+        c_in: 2,
+        c_out: 1,
+        height: 64,
+        width: 64,
+        k: 3,
+        stride: 1,
+        w_gain: 1.0 / 18f32.sqrt(),
+        b_gain: 1.0,
+    };
+    // Positive values, so a truncated sum cannot hide behind cancellation.
+    let x: Vec<f32> = g.normal_vec(s.x_len()).iter().map(|v| v.abs()).collect();
+    let dy: Vec<f32> = g.normal_vec(s.y_len()).iter().map(|v| v.abs()).collect();
+    let w = vec![0.0f32; s.w_len()];
+    let dwb = zeros(s.w_len());
+    let (xb, dyb) = (up(&x), up(&dy));
+    run("conv dW long", |rec| {
+        k::conv2d_backward_weight(rec, &s, &dyb, &xb, &dwb, false).unwrap();
+    });
+    let (_, dw, _) = r::conv2d_backward(&s, &to64(&x), &to64(&w), &to64(&dy));
+    // f32 sums of ~70k positive terms against the f64 reference.
+    assert_close("conv dW, 69632 terms", &read(&dwb), &dw, 1e-2, 1e-4);
+}
+
+/// Where the adapter cuts loops short (lavapipe), a weight gradient whose sum would pass the
+/// limit is refused with an error naming it, not computed wrong; elsewhere it runs.
+#[test]
+fn conv_weight_gradient_past_the_loop_limit_is_refused_where_loops_are_cut() {
+    let s = ConvShape {
+        batch: 80,
+        c_in: 1,
+        c_out: 1,
+        height: 64,
+        width: 64,
+        k: 3,
+        stride: 1,
+        w_gain: 1.0,
+        b_gain: 1.0,
+    };
+    let (x, dy, dw) = (zeros(s.x_len()), zeros(s.y_len()), zeros(s.w_len()));
+    let mut rec = inrgan::gpu::Recorder::new(ctx(), "conv dW past the limit");
+    let r = k::conv2d_backward_weight(&mut rec, &s, &dy, &x, &dw, false);
+    match ctx().loop_limit() {
+        Some(_) => {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("loop iterations"), "{e}");
+        }
+        None => r.unwrap(),
+    }
+}

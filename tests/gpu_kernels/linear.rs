@@ -434,3 +434,49 @@ fn skinny_gemm_matches_its_reference() {
         );
     }
 }
+
+/// Products summed over more than 65536 terms (weight gradients of large batches): lavapipe
+/// with naga's loop bounding ends a loop statement after 65536 iterations in one invocation.
+#[test]
+fn gemm_sums_past_65536_terms() {
+    let mut g = rng(8);
+    for (m, n, kk) in [(3, 5, 70_001), (2, 40, 66_000)] {
+        let gm = Gemm {
+            m,
+            n,
+            k: kk,
+            batch: 1,
+            a: Strides {
+                sb: 0,
+                si: kk,
+                sj: 1,
+            },
+            b: Strides {
+                sb: 0,
+                si: 1,
+                sj: kk,
+            },
+            c: Strides {
+                sb: 0,
+                si: n,
+                sj: 1,
+            },
+            alpha: 1.0,
+            bias: BiasMode::None,
+            bias_gain: 0.0,
+            accumulate: false,
+            act: None,
+        };
+        let (ea, eb, ec) = gm.extents();
+        // Positive values, so a truncated sum cannot hide behind cancellation.
+        let a: Vec<f32> = g.normal_vec(ea).iter().map(|v| v.abs()).collect();
+        let b: Vec<f32> = g.normal_vec(eb).iter().map(|v| v.abs()).collect();
+        let cb = zeros(ec);
+        run("gemm long k", |rec| {
+            k::gemm(rec, &gm, &up(&a), &up(&b), None, &cb).unwrap()
+        });
+        let mut want = vec![0.0; ec];
+        r::gemm(&gm, &to64(&a), &to64(&b), None, &mut want);
+        assert_close(&format!("gemm k = {kk}"), &read(&cb), &want, 1e-2, 1e-4);
+    }
+}
