@@ -29,8 +29,8 @@ pub struct GpuBackend<'a> {
     profile: Option<Profile>,
     /// Appended to the next profiled operation's kernel name (its shape).
     detail: String,
-    /// Dispatches recorded by operations so far.
-    dispatched: u64,
+    /// Recording costs so far.
+    recorded: super::Recording,
 }
 
 /// Wall time per `shader::entry`: (dispatches, total).
@@ -73,7 +73,7 @@ impl<'a> GpuBackend<'a> {
                 .is_ok_and(|v| v == "1")
                 .then(Profile::default),
             detail: String::new(),
-            dispatched: 0,
+            recorded: Default::default(),
         }
     }
 
@@ -103,7 +103,7 @@ impl<'a> GpuBackend<'a> {
             self.flush()?;
             self.ctx.wait()?;
             f(&mut self.rec)?;
-            self.dispatched += self.rec.len() as u64;
+            self.recorded.dispatches += self.rec.len() as u64;
             let detail = std::mem::take(&mut self.detail);
             let names: Vec<String> = self.rec.labels().map(|l| format!("{l}{detail}")).collect();
             let t = std::time::Instant::now();
@@ -119,9 +119,10 @@ impl<'a> GpuBackend<'a> {
             }
             return Ok(());
         }
-        let before = self.rec.len();
+        let (before, t) = (self.rec.len(), std::time::Instant::now());
         f(&mut self.rec)?;
-        self.dispatched += (self.rec.len() - before) as u64;
+        self.recorded.host += t.elapsed();
+        self.recorded.dispatches += (self.rec.len() - before) as u64;
         if self.rec.len() >= MAX_PENDING {
             self.flush()?;
         }
@@ -137,11 +138,19 @@ impl<'a> Backend for GpuBackend<'a> {
     }
 
     fn zeros(&mut self, n: usize, label: &str) -> BResult<Self::Buf> {
-        GpuBuffer::zeros(self.ctx, n, label)
+        let t = std::time::Instant::now();
+        let b = GpuBuffer::zeros(self.ctx, n, label);
+        self.recorded.host += t.elapsed();
+        self.recorded.buffers += 1;
+        b
     }
 
     fn upload(&mut self, data: &[f32], label: &str) -> BResult<Self::Buf> {
-        GpuBuffer::from_slice(self.ctx, data, label)
+        let t = std::time::Instant::now();
+        let b = GpuBuffer::from_slice(self.ctx, data, label);
+        self.recorded.host += t.elapsed();
+        self.recorded.buffers += 1;
+        b
     }
 
     fn write(&mut self, buf: &Self::Buf, data: &[f32]) -> BResult<()> {
@@ -159,8 +168,8 @@ impl<'a> Backend for GpuBackend<'a> {
         buf.len()
     }
 
-    fn dispatches(&self) -> Option<u64> {
-        Some(self.dispatched)
+    fn recording(&self) -> Option<super::Recording> {
+        Some(self.recorded)
     }
 
     fn flush(&mut self) -> BResult<()> {

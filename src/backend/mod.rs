@@ -65,6 +65,29 @@ impl std::str::FromStr for BackendKind {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Host-side cost of recording GPU work (totals since the backend was made).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Recording {
+    /// Kernel dispatches recorded.
+    pub dispatches: u64,
+    /// Storage buffers created.
+    pub buffers: u64,
+    /// Host time spent creating those buffers and recording those dispatches (bind groups,
+    /// parameter blocks, checks), not waiting for the device.
+    pub host: std::time::Duration,
+}
+
+impl std::ops::Sub for Recording {
+    type Output = Recording;
+    fn sub(self, o: Recording) -> Recording {
+        Recording {
+            dispatches: self.dispatches - o.dispatches,
+            buffers: self.buffers - o.buffers,
+            host: self.host.saturating_sub(o.host),
+        }
+    }
+}
+
 pub trait Backend {
     /// An `f32` buffer of this backend.
     type Buf;
@@ -373,9 +396,9 @@ pub trait Backend {
     /// Planar `[batch, 3, pixels]` to packed RGBA8 (waits for pending work).
     fn to_rgba8(&mut self, x: &Self::Buf, batch: usize, pixels: usize) -> BResult<Vec<u32>>;
 
-    /// Kernel dispatches recorded so far, where the backend records them (the GPU backend):
-    /// the benchmarks' host-overhead figure.
-    fn dispatches(&self) -> Option<u64> {
+    /// What recording work has cost the host so far, where the backend records work for a
+    /// device (the GPU backend): the benchmarks' host-overhead figures.
+    fn recording(&self) -> Option<Recording> {
         None
     }
 

@@ -90,25 +90,22 @@ fn frame<B: Backend>(
 ) -> Result<(f64, usize, f64, Option<u64>)> {
     let levels = g.cfg.levels.len();
     let rows = inrgan::gpu::strip_rows(max_strip_bytes, size, g.frame_channels(levels));
-    let d0 = be.dispatches();
+    let r0 = be.recording();
     let t = Instant::now();
-    let mut host = Duration::ZERO;
     let mut strips = 0;
     for r0 in (0..size).step_by(rows) {
         let r1 = (r0 + rows).min(size);
-        let th = Instant::now();
         let plan = g.partial_tile_plan(TRAINING_WINDOW, size, size, 0..size, r0..r1, levels)?;
         let tape = g.synthesize_fast(be, p, &[w], 1, &plan)?;
-        host += th.elapsed();
         be.to_rgba8(tape.img(), 1, size * (r1 - r0))?;
         strips += 1;
     }
-    let dispatches = be.dispatches().zip(d0).map(|(a, b)| a - b);
+    let rec = be.recording().zip(r0).map(|(a, b)| a - b);
     Ok((
         t.elapsed().as_secs_f64() * 1e3,
         strips,
-        host.as_secs_f64() * 1e3,
-        dispatches,
+        rec.map_or(0.0, |r| r.host.as_secs_f64() * 1e3),
+        rec.map(|r| r.dispatches),
     ))
 }
 

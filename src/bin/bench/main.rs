@@ -88,7 +88,7 @@ fn parse_args() -> Result<Args> {
                 println!(
                     "bench [--suite kernels|generator|train|cpu|all] [--filter TEXT] [--reps N] [--no-cpu] \
                      [--budget SECONDS] [--json PATH]\n\
-                     --no-cpu: GPU rows only (kernels: no CPU reference; generator: no CPU backend).\n\
+                     --no-cpu: GPU rows only (kernels: no CPU reference; generator and train: no CPU backend).\n\
                      kernels: every GPU kernel at realistic shapes beside its CPU reference.\n\
                      generator: the generator's forward at 128², 256², 512², 1024², 4096² per preset and \
                      backend (sizes estimated past the budget per frame, default 60 s).\n\
@@ -190,15 +190,20 @@ fn main() -> Result<()> {
             &presets
         };
         let mut rows = train::run(&mut GpuBackend::new(&ctx), gpu_presets, steps)?;
-        rows.extend(train::run(
-            &mut inrgan::backend::cpu::CpuBackend::new()?,
-            &presets,
-            steps,
-        )?);
+        if args.cpu {
+            rows.extend(train::run(
+                &mut inrgan::backend::cpu::CpuBackend::new()?,
+                &presets,
+                steps,
+            )?);
+        }
         for r in rows {
             train_rows.push(serde_json::json!({
                 "preset": r.preset, "backend": r.backend, "batch": r.batch,
                 "img_per_s": r.img_per_s, "steps": r.steps,
+                "dispatches_per_step": r.recording.map(|x| x.0),
+                "buffers_per_step": r.recording.map(|x| x.1),
+                "host_ms_per_step": r.recording.map(|x| x.2),
             }));
         }
     }
