@@ -64,7 +64,6 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Host-side cost of recording GPU work (totals since the backend was made).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Recording {
@@ -88,6 +87,7 @@ impl std::ops::Sub for Recording {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub trait Backend {
     /// An `f32` buffer of this backend.
     type Buf;
