@@ -135,8 +135,10 @@ fn main() -> Result<()> {
         }
     );
     let mut kernel_rows = Vec::new();
+    let mut overhead = None;
     if args.suite == "kernels" || args.suite == "all" {
         kernel_rows = run_kernels(&ctx, &args)?;
+        overhead = Some(dispatch_overhead(&ctx)?);
     }
     let mut gen_rows = Vec::new();
     if args.suite == "generator" || args.suite == "all" {
@@ -218,6 +220,7 @@ fn main() -> Result<()> {
         "gpu_timing": if ctx.has_timestamps() { "timestamps" } else { "wall" },
         "reps": args.reps,
         "kernels": kernel_rows,
+        "dispatch_host_us": overhead,
         "generator": gen_rows,
         "train": train_rows,
         "host_peak_mb": host_peak_mb(),
@@ -237,6 +240,39 @@ peak host memory (VmHWM): {mb:.0} MB"
     std::fs::rename(&tmp, &args.json).with_context(|| format!("writing {}", args.json))?;
     println!("\nwrote {}", args.json);
     Ok(())
+}
+
+/// Host microseconds to record one dispatch (parameter block, bind group, error scopes) and to
+/// create one small buffer: the per-operation floor of every frame and step on a fast GPU.
+fn dispatch_overhead(ctx: &GpuContext) -> Result<serde_json::Value> {
+    const N: usize = 2000;
+    let x = GpuBuffer::<f32>::zeros(ctx, 16, "overhead x")?;
+    let y = GpuBuffer::<f32>::zeros(ctx, 16, "overhead y")?;
+    let mut rec = inrgan::gpu::Recorder::new(ctx, "dispatch overhead");
+    // One first, so that pipeline creation is not counted.
+    inrgan::kernels::reduce::axpby(&mut rec, 1.0, &x, 1.0, &y, 16)?;
+    let t = Instant::now();
+    for _ in 0..N {
+        inrgan::kernels::reduce::axpby(&mut rec, 1.0, &x, 1.0, &y, 16)?;
+    }
+    let record_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    let t = Instant::now();
+    rec.submit()?;
+    ctx.wait()?;
+    let run_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    let t = Instant::now();
+    let bufs: Vec<_> = (0..N)
+        .map(|_| GpuBuffer::<f32>::zeros(ctx, 1024, "overhead buffer"))
+        .collect::<Result<_, _>>()?;
+    let buffer_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    drop(bufs);
+    println!(
+        "\nhost cost per operation: record a dispatch {record_us:.1} µs, submit and run it \
+         {run_us:.1} µs, create a 4 KB buffer {buffer_us:.1} µs"
+    );
+    Ok(serde_json::json!({
+        "record_dispatch": record_us, "submit_and_run": run_us, "create_buffer": buffer_us,
+    }))
 }
 
 fn run_kernels(ctx: &GpuContext, args: &Args) -> Result<Vec<serde_json::Value>> {
