@@ -8,8 +8,8 @@
 //
 // Lavapipe (Mesa 22.3) ends every loop of an invocation once the invocation has taken 65535 loop
 // back-edges in all (one limiter per invocation, shared by all its loops), so the products run
-// four terms per iteration (`dot_row`) and the host sends blocks that would pass the limit
-// (`FusedShape::loop_iterations`: emoji64's 5x256 block, paper256) to the unfused kernels there.
+// eight terms per iteration (`dot_rows4`, two inputs for four outputs) and the host sends blocks that would pass the limit
+// (`FusedShape::loop_iterations`: paper256's wide blocks) to the unfused kernels there.
 
 // Per layer j: h' = lrelu_alpha(W_j[b] h + bias_j) * gain; after the layers whose bit is set in
 // rgb_mask: rgb += R_j[b] h' + rgb_bias_j. At the end img[b, :, px] += rgb and
@@ -87,6 +87,50 @@ fn reduce_phase(phi: vec4<f32>) -> vec4<f32> {
     return (phi - q * TWO_PI_HI) - q * TWO_PI_LO;
 }
 // sum_i wpack[row + i] * h[i] for four pixels at once, four products per iteration.
+// Four rows at once (rows row, row + stride, ...): each activation load serves four weights, so
+// private-memory traffic per product is a quarter of dot_row's (register blocking over outputs).
+fn dot_rows4(row: u32, stride: u32, n: u32, h: ptr<function, array<vec4<f32>, MAXW>>) -> array<vec4<f32>, 4> {
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    let r1 = row + stride;
+    let r2 = r1 + stride;
+    let r3 = r2 + stride;
+    var i = 0u;
+    for (; i + 2u <= n; i += 2u) {
+        let h0 = (*h)[i];
+        let h1 = (*h)[i + 1u];
+        a0 += wpack[row + i] * h0 + wpack[row + i + 1u] * h1;
+        a1 += wpack[r1 + i] * h0 + wpack[r1 + i + 1u] * h1;
+        a2 += wpack[r2 + i] * h0 + wpack[r2 + i + 1u] * h1;
+        a3 += wpack[r3 + i] * h0 + wpack[r3 + i + 1u] * h1;
+    }
+    if i < n {
+        let h0 = (*h)[i];
+        a0 += wpack[row + i] * h0;
+        a1 += wpack[r1 + i] * h0;
+        a2 += wpack[r2 + i] * h0;
+        a3 += wpack[r3 + i] * h0;
+    }
+    return array<vec4<f32>, 4>(a0, a1, a2, a3);
+}
+
+// Adds W[o, :] h to acc[o] (or sets it) for o < c_out, weights row-major with `stride` per row.
+fn layer_dots(w: u32, stride: u32, n: u32, c_out: u32, add: bool, h: ptr<function, array<vec4<f32>, MAXW>>, acc: ptr<function, array<vec4<f32>, MAXW>>) {
+    var o = 0u;
+    for (; o + 4u <= c_out; o += 4u) {
+        let d = dot_rows4(w + o * stride, stride, n, h);
+        for (var r = 0u; r < 4u; r++) {
+            (*acc)[o + r] = select(d[r], (*acc)[o + r] + d[r], add);
+        }
+    }
+    for (; o < c_out; o++) {
+        let d = dot_row(w + o * stride, n, h);
+        (*acc)[o] = select(d, (*acc)[o] + d, add);
+    }
+}
+
 fn dot_row(row: u32, n: u32, h: ptr<function, array<vec4<f32>, MAXW>>) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
     var i = 0u;
@@ -168,9 +212,7 @@ fn level_forward(
         for (var t = 0u; t < n; t++) {
             h[t] = input_channel(i0 + t, b, q, at);
         }
-        for (var o = 0u; o < c0; o++) {
-            hn[o] += dot_row(w0 + o * p.c_in0 + i0, n, &h);
-        }
+        layer_dots(w0 + i0, p.c_in0, n, c0, true, &h, &hn);
     }
     var rgb: array<vec4<f32>, 3>;
     var c_in = p.c_in0;
@@ -179,9 +221,7 @@ fn level_forward(
         let woff = b * p.w_per_image + p.w_off[j >> 2u][j & 3u];
         let boff = p.b_off[j >> 2u][j & 3u];
         if j > 0u {
-            for (var o = 0u; o < c_out; o++) {
-                hn[o] = dot_row(woff + o * c_in, c_in, &h);
-            }
+            layer_dots(woff, c_in, c_in, c_out, false, &h, &hn);
         }
         for (var o = 0u; o < c_out; o++) {
             let z = hn[o] + bpack[boff + o];

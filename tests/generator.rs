@@ -318,7 +318,7 @@ fn w_avg_tracks_the_batch_mean_and_truncation_pulls_towards_it() {
 /// training uses, on the training grid and on an extrapolation window, batch 2.
 #[test]
 fn fused_blocks_match_the_unfused_layers() {
-    // emoji64's 5x256 first block passes lavapipe's loop limit: there it takes the unfused kernels.
+    // emoji64: a 5x256 block, the longest that stays under lavapipe's loop limit.
     for (name, seed) in [("tiny", 11), ("emoji32", 5), ("emoji64", 6)] {
         let cfg = ModelConfig::preset(name).unwrap();
         let g = Generator::new(&cfg);

@@ -91,8 +91,9 @@ impl FusedShape {
         let mut n = 16 + c0 + c_in0 + c0 * 3 * c_in0.div_ceil(64);
         for (j, &(co, _)) in self.layers.iter().enumerate() {
             let (co, ci) = (co as u64, self.c_in_of(j) as u64);
-            // Dot products four terms per iteration, the activation, the toRGB.
-            n += co * (ci / 4 + 4) + co + 3 * (co + 1);
+            // Four outputs' dot products two inputs per iteration (the last up to three
+            // outputs four inputs per iteration), the activation, the toRGB.
+            n += co.div_ceil(4) * (ci / 2 + 6) + 3 * (ci / 4 + 2) + 2 * co + 3 * (co + 1);
         }
         n + 4 * (3 + self.c_last() as u64)
     }

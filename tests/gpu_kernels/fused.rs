@@ -297,3 +297,65 @@ fn fused_assembly_checks_its_geometry() {
     let short = a.geometry(&[0.0; 1], &[0.0; 2], &[1.0, 2.0], &[0, 1], &[1, 1]);
     assert!(short.is_err());
 }
+
+/// Where the adapter cuts loops short (lavapipe), blocks whose loops would pass the limit are
+/// not taken by the fused path (paper256's 7x512 block), and a direct call is refused; blocks of
+/// the emoji presets are.
+#[test]
+fn fused_path_respects_the_loop_limit() {
+    use inrgan::backend::Backend;
+    let block = |layers: Vec<(usize, bool)>, c_in| FusedShape {
+        batch: 1,
+        pixels: 300,
+        c_in,
+        broadcast_input: true,
+        layers,
+        alpha: 0.2,
+        gain: 1.0,
+    };
+    let wide = block(
+        vec![(512, false); 6]
+            .into_iter()
+            .chain([(512, true)])
+            .collect(),
+        40,
+    );
+    let emoji64 = block(
+        vec![
+            (256, true),
+            (256, false),
+            (256, true),
+            (256, false),
+            (256, true),
+        ],
+        40,
+    );
+    let mut be = inrgan::backend::gpu::GpuBackend::new(ctx());
+    be.set_fused(true);
+    assert!(wide.fits() && emoji64.fits());
+    assert!(be.fused_fits(&emoji64));
+    assert!(emoji64.loop_iterations() <= 65_535);
+    match ctx().loop_limit() {
+        Some(lim) => {
+            assert!(wide.loop_iterations() > lim);
+            assert!(!be.fused_fits(&wide));
+            let b = zeros(1 << 20);
+            let mut rec = inrgan::gpu::Recorder::new(ctx(), "fused past the loop limit");
+            let e = k::level_forward(
+                &mut rec,
+                &wide,
+                FusedInput::Dense(&b),
+                &b,
+                &b,
+                &b,
+                &b,
+                &b,
+                None,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("loop iterations"), "{e}");
+        }
+        None => assert!(be.fused_fits(&wide)),
+    }
+}
