@@ -250,11 +250,16 @@ def time_forward(args, cfg, values) -> list:
                         ts.append(max(wall(base_cmd + ["--size", str(n)]) - base, 1e-6))
                 row[who + "_ms"], row[who + "_estimated"] = min(ts) * 1e3, False
                 last[who] = (n, min(ts))
-            row["ratio_peer_over_ours"] = row["peer_ms"] / row["ours_ms"]
+            # Ours is a difference of two process timings: below a millisecond it is the 16²
+            # baseline's noise, not a time, and a ratio of it means nothing.
+            resolved = row["ours_ms"] >= 1.0
+            row["ratio_peer_over_ours"] = row["peer_ms"] / row["ours_ms"] if resolved else None
             rows.append(row)
+            ratio = (f"peer/ours {row['ratio_peer_over_ours']:.2f}" if resolved
+                     else "ours within the 16² baseline's noise")
             print(f"  forward {n:>5}²  peer {row['peer_ms']:>10.1f} ms{'*' if row['peer_estimated'] else ' '}"
                   f"  ours {row['ours_ms']:>10.1f} ms{'*' if row['ours_estimated'] else ' '}"
-                  f"  peer/ours {row['ratio_peer_over_ours']:.2f}", flush=True)
+                  f"  {ratio}", flush=True)
     return rows, base
 
 
@@ -327,8 +332,9 @@ def print_table(t):
     print("\n| what | peer (torch) | ours | peer / ours |\n|---|---:|---:|---:|")
     for r in t["forward"]:
         e = lambda k: " (est.)" if r[k] else ""  # noqa: E731
+        q = r['ratio_peer_over_ours']
         print(f"| forward {r['size']}² | {r['peer_ms']:.0f} ms{e('peer_estimated')} | "
-              f"{r['ours_ms']:.0f} ms{e('ours_estimated')} | {r['ratio_peer_over_ours']:.2f} |")
+              f"{r['ours_ms']:.0f} ms{e('ours_estimated')} | {'–' if q is None else f'{q:.2f}'} |")
     if t["train"]:
         tr = t["train"]
         print(f"| train batch {tr['batch']} | {tr['peer_img_per_s']:.1f} img/s | {tr['ours_img_per_s']:.1f} img/s | "
