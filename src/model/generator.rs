@@ -684,11 +684,7 @@ impl Generator {
             } else {
                 let prev = &levels[k - 1];
                 let prev_grid = &plan.levels[k - 1];
-                let c_prev = self.levels[k - 1].layers.last().map_or(0, |l| l.c_out);
-                let feat = prev
-                    .acts
-                    .last()
-                    .ok_or_else(|| GpuError::Shape("empty level".into()))?;
+                let (c_prev, feat) = self.prev_features(k, levels.as_slice())?;
                 let up = be.zeros(batch * c_prev * np, "up feat")?;
                 self.link(be, &grid.link, feat, batch * c_prev, prev_grid, &up)?;
                 self.link(be, &grid.link, &prev.img, batch * 3, prev_grid, &img)?;
@@ -822,6 +818,20 @@ impl Generator {
         Ok((s, wr))
     }
 
+    /// The channels and buffer of level `k - 1`'s last features (level `k`'s input).
+    fn prev_features<'t, B: Backend>(
+        &self,
+        k: usize,
+        levels: &'t [LevelTape<B>],
+    ) -> BResult<(usize, &'t B::Buf)> {
+        let c_prev = self.levels[k - 1].layers.last().map_or(0, |l| l.c_out);
+        let feat = levels[k - 1]
+            .acts
+            .last()
+            .ok_or_else(|| GpuError::Shape("empty level".into()))?;
+        Ok((c_prev, feat))
+    }
+
     /// Level `k` of `plan` through the fused kernel: the block's input is assembled inside the
     /// kernel from the previous level's features and this level's coordinates (nothing of
     /// width `c_in` is stored); only the RGB is carried over by the link. The tape serves the
@@ -862,11 +872,7 @@ impl Generator {
                     ));
                 }
             };
-            let c_prev = self.levels[k - 1].layers.last().map_or(0, |l| l.c_out);
-            let feat = prev
-                .acts
-                .last()
-                .ok_or_else(|| GpuError::Shape("empty level".into()))?;
+            let (c_prev, feat) = self.prev_features(k, levels)?;
             (
                 c_prev,
                 prev_grid.rows,

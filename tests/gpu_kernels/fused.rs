@@ -43,28 +43,32 @@ fn shapes() -> Vec<FusedShape> {
     ]
 }
 
+/// A weight pack of N(0, 1) values scaled by 1/sqrt(fan-in) per layer, so activations stay O(1).
+fn scaled_weights(g: &mut inrgan::rng::Rng, s: &FusedShape) -> Vec<f32> {
+    let (woff, wlen) = s.weight_offsets();
+    let mut w = g.normal_vec(s.batch * wlen);
+    for b in 0..s.batch {
+        for (j, &(co, _)) in s.layers.iter().enumerate() {
+            let ci = s.c_in_of(j);
+            let o = b * wlen + woff[j];
+            for v in &mut w[o..o + co * ci] {
+                *v /= (ci as f32).sqrt();
+            }
+        }
+    }
+    w
+}
+
 #[test]
 fn fused_level_forward_matches_reference() {
     let mut g = rng(77);
     for s in shapes() {
-        let (_, wlen) = s.weight_offsets();
         let (_, blen) = s.bias_offsets();
         let (_, rlen) = s.rgb_offsets();
         let (_, rblen) = s.rgb_bias_offsets();
         let xn = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
         let x = g.normal_vec(xn);
-        // Per layer, weights scaled by 1/sqrt(fan-in).
-        let (woff, _) = s.weight_offsets();
-        let mut w = g.normal_vec(s.batch * wlen);
-        for b in 0..s.batch {
-            for (j, &(co, _)) in s.layers.iter().enumerate() {
-                let ci = s.c_in_of(j);
-                let o = b * wlen + woff[j];
-                for v in &mut w[o..o + co * ci] {
-                    *v /= (ci as f32).sqrt();
-                }
-            }
-        }
+        let w = scaled_weights(&mut g, &s);
         let bias = g.normal_vec(blen.max(1));
         let rgbw: Vec<f32> = g
             .normal_vec((s.batch * rlen).max(1))
@@ -204,17 +208,7 @@ fn fused_assembled_input_matches_reference() {
         };
         let (rt, ct) = (pick(rows, pr, &mut g), pick(cols, pc, &mut g));
         let geom = a.geometry(&xs, &ys, &freqs, &rt, &ct).unwrap();
-        let (woff, wlen) = s.weight_offsets();
-        let mut w = g.normal_vec(batch * wlen);
-        for b in 0..batch {
-            for (j, &(co, _)) in s.layers.iter().enumerate() {
-                let ci = s.c_in_of(j);
-                let o = b * wlen + woff[j];
-                for v in &mut w[o..o + co * ci] {
-                    *v /= (ci as f32).sqrt();
-                }
-            }
-        }
+        let w = scaled_weights(&mut g, &s);
         let (_, blen) = s.bias_offsets();
         let (_, rlen) = s.rgb_offsets();
         let (_, rblen) = s.rgb_bias_offsets();
