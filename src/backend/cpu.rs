@@ -48,6 +48,9 @@ const KSPLIT_MAX_TILES: usize = 8;
 const PARTIAL_CAP: usize = 1 << 22;
 /// Values of one im2col block (1 MiB of `f32`).
 const COL_BUDGET: usize = 1 << 18;
+/// Most images side by side in one block of a convolution over small maps (measured on
+/// emoji32's discriminator at batch 32: 8 beats 2 and the whole batch).
+const CONV_GROUP_MAX: usize = 8;
 /// Output channels per conv forward task when there are few pixel blocks.
 const CONV_CO_BLOCK: usize = 64;
 /// Input channels per conv input-gradient task.
@@ -1052,6 +1055,13 @@ impl CpuBackend {
         ((COL_BUDGET / rows.max(1)).clamp(16, 1024) / 16) * 16
     }
 
+    /// Images per block of a convolution whose output maps have `hw_out` pixels, for blocks
+    /// of `pb` pixels: maps smaller than a block are batched side by side, so that small maps
+    /// (4x4 at the end of the discriminator) still make wide products (1 for larger maps).
+    fn image_group(pb: usize, hw_out: usize) -> usize {
+        (pb / hw_out.max(1)).clamp(1, CONV_GROUP_MAX)
+    }
+
     fn conv_forward_f32(
         &self,
         s: &ConvShape,
@@ -1065,8 +1075,14 @@ impl CpuBackend {
         let ckk = s.c_in * k * k;
         let direct = k == 1 && s.stride == 1;
         let pb = Self::pixel_block(ckk);
-        let pblocks = hw_out.div_ceil(pb);
-        let cob = if s.batch * pblocks < 16 {
+        let g = Self::image_group(pb, hw_out);
+        // Tasks: (group of g images or one image, pixel block, output-channel block).
+        let (groups, pblocks) = if g > 1 {
+            (s.batch.div_ceil(g), 1)
+        } else {
+            (s.batch, hw_out.div_ceil(pb))
+        };
+        let cob = if groups * pblocks < 2 * self.threads {
             CONV_CO_BLOCK.min(s.c_out)
         } else {
             s.c_out
@@ -1074,47 +1090,104 @@ impl CpuBackend {
         let coblocks = s.c_out.div_ceil(cob);
         let yp = Ptr(y.as_mut_ptr());
         let work = s.batch * hw_out * s.c_out * ckk;
-        let tasks = (0..s.batch * pblocks * coblocks).collect();
-        self.tasks(tasks, work, Vec::new, |cols: &mut Vec<f32>, t| {
-            let (n, rest) = (t / (pblocks * coblocks), t % (pblocks * coblocks));
-            let (p0, co0) = ((rest / coblocks) * pb, (rest % coblocks) * cob);
-            let (np, nco) = (pb.min(hw_out - p0), cob.min(s.c_out - co0));
-            let xn = &x[n * s.c_in * h * wd..(n + 1) * s.c_in * h * wd];
-            let (bptr, rsb) = if direct {
-                (xn[p0..].as_ptr(), (h * wd) as isize)
-            } else {
-                im2col(s, xn, p0, np, cols);
-                (cols.as_ptr(), np as isize)
-            };
-            let yo = (n * s.c_out + co0) * hw_out + p0;
-            // SAFETY: W, X/cols and Y offsets are within their checked lengths; each task
-            // writes its own (image, channel block, pixel block) of Y.
-            unsafe {
-                sgemm(
-                    nco,
-                    ckk,
-                    np,
-                    s.w_gain,
-                    w[co0 * ckk..].as_ptr(),
-                    ckk as isize,
-                    1,
-                    bptr,
-                    rsb,
-                    1,
-                    0.0,
-                    yp.at(yo),
-                    hw_out as isize,
-                    1,
-                );
-                if let Some(b) = b {
-                    for co in 0..nco {
-                        let bv = s.b_gain * b[co0 + co];
-                        let row = std::slice::from_raw_parts_mut(yp.at(yo + co * hw_out), np);
-                        row.iter_mut().for_each(|v| *v += bv);
+        let tasks = (0..groups * pblocks * coblocks).collect();
+        let workspace = || (Vec::new(), Vec::new());
+        self.tasks(
+            tasks,
+            work,
+            workspace,
+            |(cols, prod): &mut (Vec<f32>, Vec<f32>), t| {
+                let (gi, rest) = (t / (pblocks * coblocks), t % (pblocks * coblocks));
+                let (p0, co0) = ((rest / coblocks) * pb, (rest % coblocks) * cob);
+                let nco = cob.min(s.c_out - co0);
+                let bias = |co: usize| b.map_or(0.0, |b| s.b_gain * b[co0 + co]);
+                if g > 1 {
+                    // Images n0.. side by side: one product, then each image's rows scattered.
+                    let n0 = gi * g;
+                    let ni = g.min(s.batch - n0);
+                    let np = ni * hw_out;
+                    let cols = scratch(cols, ckk * np);
+                    for i in 0..ni {
+                        let xn = &x[(n0 + i) * s.c_in * h * wd..(n0 + i + 1) * s.c_in * h * wd];
+                        im2col_at(s, xn, 0, hw_out, &mut cols[i * hw_out..], np);
+                    }
+                    let prod = scratch(prod, nco * np);
+                    // SAFETY: W and cols within their lengths; `prod` is this worker's own.
+                    unsafe {
+                        sgemm(
+                            nco,
+                            ckk,
+                            np,
+                            s.w_gain,
+                            w[co0 * ckk..].as_ptr(),
+                            ckk as isize,
+                            1,
+                            cols.as_ptr(),
+                            np as isize,
+                            1,
+                            0.0,
+                            prod.as_mut_ptr(),
+                            np as isize,
+                            1,
+                        )
+                    };
+                    for i in 0..ni {
+                        for co in 0..nco {
+                            let src = &prod[co * np + i * hw_out..co * np + (i + 1) * hw_out];
+                            let bv = bias(co);
+                            // SAFETY: within Y; each task writes its own (images, channel block).
+                            let dst = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    yp.at(((n0 + i) * s.c_out + co0 + co) * hw_out),
+                                    hw_out,
+                                )
+                            };
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d = v + bv;
+                            }
+                        }
+                    }
+                    return;
+                }
+                let n = gi;
+                let np = pb.min(hw_out - p0);
+                let xn = &x[n * s.c_in * h * wd..(n + 1) * s.c_in * h * wd];
+                let (bptr, rsb) = if direct {
+                    (xn[p0..].as_ptr(), (h * wd) as isize)
+                } else {
+                    im2col(s, xn, p0, np, cols);
+                    (cols.as_ptr(), np as isize)
+                };
+                let yo = (n * s.c_out + co0) * hw_out + p0;
+                // SAFETY: W, X/cols and Y offsets are within their checked lengths; each task
+                // writes its own (image, channel block, pixel block) of Y.
+                unsafe {
+                    sgemm(
+                        nco,
+                        ckk,
+                        np,
+                        s.w_gain,
+                        w[co0 * ckk..].as_ptr(),
+                        ckk as isize,
+                        1,
+                        bptr,
+                        rsb,
+                        1,
+                        0.0,
+                        yp.at(yo),
+                        hw_out as isize,
+                        1,
+                    );
+                    if b.is_some() {
+                        for co in 0..nco {
+                            let bv = bias(co);
+                            let row = std::slice::from_raw_parts_mut(yp.at(yo + co * hw_out), np);
+                            row.iter_mut().for_each(|v| *v += bv);
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
     }
 
     fn conv_backward_input_f32(
@@ -1130,25 +1203,34 @@ impl CpuBackend {
         let (kk, ckk) = (k * k, s.c_in * k * k);
         let direct = k == 1 && s.stride == 1;
         let cib = CONV_CI_BLOCK.min(s.c_in);
+        let g = Self::image_group(Self::pixel_block(cib * kk), hw_out);
         let work = s.batch * hw_out * s.c_out * ckk;
         let dx = &mut dx[..s.x_len()];
-        let mut tasks = Vec::new();
+        // Tasks: (first image, first input channel, that block's planes in each of the task's
+        // images): one image each, or g images side by side for small maps.
+        let n_cb = s.c_in.div_ceil(cib);
+        let mut tasks: Vec<(usize, usize, Vec<&mut [f32]>)> = (0..s.batch.div_ceil(g) * n_cb)
+            .map(|t| ((t / n_cb) * g, (t % n_cb) * cib, Vec::new()))
+            .collect();
         if hw > 0 {
             for (n, img) in dx.chunks_mut(s.c_in * hw).enumerate() {
                 for (cb, sl) in img.chunks_mut(cib * hw).enumerate() {
-                    tasks.push((n, cb * cib, sl));
+                    tasks[(n / g) * n_cb + cb].2.push(sl);
                 }
             }
         }
+        let workspace = || (Vec::new(), Vec::new());
         self.tasks(
             tasks,
             work,
-            Vec::new,
-            |dcols: &mut Vec<f32>, (n, ci0, dxs)| {
-                let nci = dxs.len() / hw;
-                let dyn_ = &dy[n * s.c_out * hw_out..(n + 1) * s.c_out * hw_out];
-                if direct {
-                    // SAFETY: in bounds by the checks; `dxs` is this task's own slice.
+            workspace,
+            |(dcols, dyg): &mut (Vec<f32>, Vec<f32>), (n0, ci0, mut planes)| {
+                let Some(nci) = planes.first().map(|p| p.len() / hw) else {
+                    return;
+                };
+                if g == 1 && direct {
+                    let dyn_ = &dy[n0 * s.c_out * hw_out..(n0 + 1) * s.c_out * hw_out];
+                    // SAFETY: in bounds by the checks; `planes[0]` is this task's own slice.
                     unsafe {
                         sgemm(
                             nci,
@@ -1162,7 +1244,7 @@ impl CpuBackend {
                             hw_out as isize,
                             1,
                             if acc { 1.0 } else { 0.0 },
-                            dxs.as_mut_ptr(),
+                            planes[0].as_mut_ptr(),
                             hw as isize,
                             1,
                         )
@@ -1170,15 +1252,51 @@ impl CpuBackend {
                     return;
                 }
                 if !acc {
-                    dxs.fill(0.0);
+                    planes.iter_mut().for_each(|p| p.fill(0.0));
                 }
                 let rows = nci * kk;
+                if g > 1 {
+                    // The task's images side by side: dY gathered, one product, col2im each.
+                    let np = planes.len() * hw_out;
+                    let dyg = scratch(dyg, s.c_out * np);
+                    for co in 0..s.c_out {
+                        for i in 0..planes.len() {
+                            let src = &dy[((n0 + i) * s.c_out + co) * hw_out..][..hw_out];
+                            dyg[co * np + i * hw_out..][..hw_out].copy_from_slice(src);
+                        }
+                    }
+                    let dcols = scratch(dcols, rows * np);
+                    // SAFETY: in bounds by the checks; both scratch buffers are this worker's.
+                    unsafe {
+                        sgemm(
+                            rows,
+                            s.c_out,
+                            np,
+                            s.w_gain,
+                            w[ci0 * kk..].as_ptr(),
+                            1,
+                            ckk as isize,
+                            dyg.as_ptr(),
+                            np as isize,
+                            1,
+                            0.0,
+                            dcols.as_mut_ptr(),
+                            np as isize,
+                            1,
+                        )
+                    };
+                    for (i, dxs) in planes.iter_mut().enumerate() {
+                        col2im(s, &dcols[i * hw_out..], np, nci, 0, hw_out, dxs);
+                    }
+                    return;
+                }
+                let dyn_ = &dy[n0 * s.c_out * hw_out..(n0 + 1) * s.c_out * hw_out];
+                let dxs = &mut *planes[0];
                 let pbk = Self::pixel_block(rows);
                 let mut p0 = 0;
                 while p0 < hw_out {
                     let np = pbk.min(hw_out - p0);
-                    dcols.clear();
-                    dcols.resize(rows * np, 0.0);
+                    let dcols = scratch(dcols, rows * np);
                     // SAFETY: in bounds by the checks; `dcols` is this worker's own scratch.
                     unsafe {
                         sgemm(
@@ -1198,7 +1316,7 @@ impl CpuBackend {
                             1,
                         )
                     };
-                    col2im(s, dcols, nci, p0, np, dxs);
+                    col2im(s, dcols, np, nci, p0, np, dxs);
                     p0 += np;
                 }
             },
@@ -1241,13 +1359,53 @@ impl CpuBackend {
             }
         }
         let pb = Self::pixel_block(ckk);
+        let workspace = || (Vec::new(), Vec::new());
         self.tasks(
             tasks,
             total * s.c_out * ckk,
-            Vec::new,
-            |cols: &mut Vec<f32>, (bi, co0, ps)| {
+            workspace,
+            |(cols, dyg): &mut (Vec<f32>, Vec<f32>), (bi, co0, ps)| {
                 let nco = ps.len() / ckk;
                 let (q1, mut q) = ((bi * bin + bin).min(total), bi * bin);
+                while q < q1 && hw_out < pb {
+                    // Small maps: blocks of pb output positions across images (q = n hw_out + p),
+                    // dY and the taps gathered side by side, so the sum over pixels is long.
+                    let nq = pb.min(q1 - q);
+                    let cols = scratch(cols, ckk * nq);
+                    let dyg = scratch(dyg, nco * nq);
+                    let mut j = 0;
+                    while j < nq {
+                        let (n, p) = ((q + j) / hw_out, (q + j) % hw_out);
+                        let len = (hw_out - p).min(nq - j);
+                        let xn = &x[n * s.c_in * hw..(n + 1) * s.c_in * hw];
+                        im2col_at(s, xn, p, len, &mut cols[j..], nq);
+                        for co in 0..nco {
+                            let src = &dy[(n * s.c_out + co0 + co) * hw_out + p..][..len];
+                            dyg[co * nq + j..][..len].copy_from_slice(src);
+                        }
+                        j += len;
+                    }
+                    // SAFETY: scratch within its lengths; `ps` is this task's own rows.
+                    unsafe {
+                        sgemm(
+                            nco,
+                            nq,
+                            ckk,
+                            s.w_gain,
+                            dyg.as_ptr(),
+                            nq as isize,
+                            1,
+                            cols.as_ptr(),
+                            1,
+                            nq as isize,
+                            1.0,
+                            ps.as_mut_ptr(),
+                            ckk as isize,
+                            1,
+                        )
+                    };
+                    q += nq;
+                }
                 while q < q1 {
                     let (n, p) = (q / hw_out, q % hw_out);
                     let p1 = hw_out.min(p + (q1 - q));
@@ -1465,19 +1623,33 @@ fn modulation_row(sty: &[f32], co: usize, ci: usize, rk: usize, o: usize, out: &
     }
 }
 
+/// The first `n` values of a worker's scratch vector, grown as needed but not cleared: for
+/// buffers that are entirely overwritten (products with beta 0, gathers, [`im2col_at`]).
+fn scratch(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
 /// Fills `cols` (`c_in k k` rows of `np` values) with the taps of output pixels `p0..p0 + np`
 /// of one image `xn` (`[c_in, height, width]`); zero outside the image.
 fn im2col(s: &ConvShape, xn: &[f32], p0: usize, np: usize, cols: &mut Vec<f32>) {
+    let cols = scratch(cols, s.c_in * s.k * s.k * np);
+    im2col_at(s, xn, p0, np, cols, np);
+}
+
+/// [`im2col`] into the first `np` values of rows `ld` apart (several images' pixels side by
+/// side in one block); every value of those runs is written, taps outside the image as zeros.
+fn im2col_at(s: &ConvShape, xn: &[f32], p0: usize, np: usize, cols: &mut [f32], ld: usize) {
     let (h, wd, k, stride) = (s.height, s.width, s.k, s.stride);
     let (wo, pad) = (s.out_width(), s.pad());
-    cols.clear();
-    cols.resize(s.c_in * k * k * np, 0.0);
     for ci in 0..s.c_in {
         let plane = &xn[ci * h * wd..(ci + 1) * h * wd];
         for ky in 0..k {
             for kx in 0..k {
                 let r = (ci * k + ky) * k + kx;
-                let row = &mut cols[r * np..(r + 1) * np];
+                let row = &mut cols[r * ld..r * ld + np];
                 let (mut j, mut p) = (0, p0);
                 while j < np {
                     let (oy, ox0) = (p / wo, p % wo);
@@ -1502,6 +1674,8 @@ fn im2col(s: &ConvShape, xn: &[f32], p0: usize, np: usize, cols: &mut Vec<f32>) 
                                 *v = if ix < wd { src[ix] } else { 0.0 };
                             }
                         }
+                    } else {
+                        seg.fill(0.0);
                     }
                     j += len;
                     p += len;
@@ -1512,8 +1686,17 @@ fn im2col(s: &ConvShape, xn: &[f32], p0: usize, np: usize, cols: &mut Vec<f32>) 
 }
 
 /// Adds the column gradients `dcols` (`nci k k` rows of `np` values, output pixels `p0..`) into
-/// the input-gradient planes `dxs` (`[nci, height, width]`).
-fn col2im(s: &ConvShape, dcols: &[f32], nci: usize, p0: usize, np: usize, dxs: &mut [f32]) {
+/// the input-gradient planes `dxs` (`[nci, height, width]`); rows of `dcols` are `ld` apart.
+#[allow(clippy::too_many_arguments)]
+fn col2im(
+    s: &ConvShape,
+    dcols: &[f32],
+    ld: usize,
+    nci: usize,
+    p0: usize,
+    np: usize,
+    dxs: &mut [f32],
+) {
     let (h, wd, k, stride) = (s.height, s.width, s.k, s.stride);
     let (wo, pad) = (s.out_width(), s.pad());
     for ci in 0..nci {
@@ -1521,7 +1704,7 @@ fn col2im(s: &ConvShape, dcols: &[f32], nci: usize, p0: usize, np: usize, dxs: &
         for ky in 0..k {
             for kx in 0..k {
                 let r = (ci * k + ky) * k + kx;
-                let row = &dcols[r * np..(r + 1) * np];
+                let row = &dcols[r * ld..r * ld + np];
                 let (mut j, mut p) = (0, p0);
                 while j < np {
                     let (oy, ox0) = (p / wo, p % wo);
@@ -2163,28 +2346,37 @@ impl Backend for CpuBackend {
         let xv = &xg[..];
         let (ho, wo) = (blur_down2x_out(h), blur_down2x_out(w));
         let f = BLUR_TAPS.map(|v| v as f32);
+        // Separable, one plane per task: rows first (t = the horizontal pass at every input
+        // row), then columns.
         self.rows(
             &mut yg[..planes * ho * wo],
-            wo,
+            ho * wo,
             planes * ho * wo * 16,
-            |r, out| {
-                let (p, i) = (r / ho, r % ho);
-                for (j, v) in out.iter_mut().enumerate() {
-                    let mut acc = 0f32;
-                    for (a, &fa) in f.iter().enumerate() {
-                        let iy = (2 * i + a).wrapping_sub(1);
-                        if iy >= h {
-                            continue;
-                        }
-                        let src = &xv[(p * h + iy) * w..(p * h + iy + 1) * w];
+            |p, out| {
+                let plane = &xv[p * h * w..(p + 1) * h * w];
+                let mut t = vec![0f32; h * wo];
+                for (src, trow) in plane.chunks_exact(w).zip(t.chunks_exact_mut(wo)) {
+                    for (j, v) in trow.iter_mut().enumerate() {
+                        let mut acc = 0f32;
                         for (bb, &fb) in f.iter().enumerate() {
                             let ix = (2 * j + bb).wrapping_sub(1);
                             if ix < w {
-                                acc += fa * fb * src[ix];
+                                acc += fb * src[ix];
+                            }
+                        }
+                        *v = acc;
+                    }
+                }
+                for (i, orow) in out.chunks_exact_mut(wo).enumerate() {
+                    orow.fill(0.0);
+                    for (a, &fa) in f.iter().enumerate() {
+                        let iy = (2 * i + a).wrapping_sub(1);
+                        if iy < h {
+                            for (o, &tv) in orow.iter_mut().zip(&t[iy * wo..(iy + 1) * wo]) {
+                                *o += fa * tv;
                             }
                         }
                     }
-                    *v = acc;
                 }
             },
         );
@@ -2208,34 +2400,37 @@ impl Backend for CpuBackend {
         let dyv = &dyg[..];
         let (ho, wo) = (blur_down2x_out(h), blur_down2x_out(w));
         let f = BLUR_TAPS.map(|v| v as f32);
-        // Output index i reads input rows 2i - 1 ..= 2i + 2: input row iy gets i with
-        // a = iy + 1 - 2i in 0..4.
-        let taps = |iy: usize, n_out: usize| {
-            let lo = (iy + 1).saturating_sub(3).div_ceil(2);
-            let hi = iy.div_ceil(2).min(n_out.saturating_sub(1));
-            (lo..=hi)
-                .filter(move |&i| i < n_out)
-                .map(move |i| (i, iy + 1 - 2 * i))
-        };
-        // The column taps of every input column, once (at most 2 per column; same order as
-        // `taps`, so the sums are unchanged).
-        let xtaps: Vec<Vec<(usize, usize)>> = (0..w).map(|ix| taps(ix, wo).collect()).collect();
+        // The transpose of the forward's two passes, one plane per task: output row i spreads
+        // into input rows 2i - 1 ..= 2i + 2 (u), then each column j into columns 2j - 1 ..= 2j + 2.
         self.rows(
             &mut dxg[..planes * h * w],
-            w,
+            h * w,
             planes * h * w * 16,
-            |r, out| {
-                let (p, iy) = (r / h, r % h);
-                let ytaps: Vec<(usize, usize)> = taps(iy, ho).collect();
-                for (ix, v) in out.iter_mut().enumerate() {
-                    let mut acc = 0f32;
-                    for &(i, a) in &ytaps {
-                        let src = &dyv[(p * ho + i) * wo..(p * ho + i + 1) * wo];
-                        for &(j, bb) in &xtaps[ix] {
-                            acc += f[a] * f[bb] * src[j];
+            |p, out| {
+                let g = &dyv[p * ho * wo..(p + 1) * ho * wo];
+                let mut u = vec![0f32; h * wo];
+                for (i, grow) in g.chunks_exact(wo).enumerate() {
+                    for (a, &fa) in f.iter().enumerate() {
+                        let iy = (2 * i + a).wrapping_sub(1);
+                        if iy < h {
+                            for (o, &gv) in u[iy * wo..(iy + 1) * wo].iter_mut().zip(grow) {
+                                *o += fa * gv;
+                            }
                         }
                     }
-                    *v = if accumulate { *v + acc } else { acc };
+                }
+                for (urow, orow) in u.chunks_exact(wo).zip(out.chunks_exact_mut(w)) {
+                    if !accumulate {
+                        orow.fill(0.0);
+                    }
+                    for (j, &uv) in urow.iter().enumerate() {
+                        for (bb, &fb) in f.iter().enumerate() {
+                            let ix = (2 * j + bb).wrapping_sub(1);
+                            if ix < w {
+                                orow[ix] += fb * uv;
+                            }
+                        }
+                    }
                 }
             },
         );

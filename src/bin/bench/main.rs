@@ -59,6 +59,7 @@ struct Args {
     filter: Option<String>,
     reps: usize,
     cpu: bool,
+    gpu: bool,
     json: String,
 }
 
@@ -69,6 +70,7 @@ fn parse_args() -> Result<Args> {
         filter: None,
         reps: 5,
         cpu: true,
+        gpu: true,
         json: "target/bench-kernels.json".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -77,6 +79,7 @@ fn parse_args() -> Result<Args> {
             "--filter" => a.filter = Some(it.next().context("--filter needs a value")?),
             "--reps" => a.reps = it.next().context("--reps needs a value")?.parse()?,
             "--no-cpu" => a.cpu = false,
+            "--no-gpu" => a.gpu = false,
             "--suite" => {
                 a.suite = it
                     .next()
@@ -87,14 +90,16 @@ fn parse_args() -> Result<Args> {
             "-h" | "--help" => {
                 println!(
                     "bench [--suite kernels|generator|train|cpu|all] [--filter TEXT] [--reps N] [--no-cpu] \
-                     [--budget SECONDS] [--json PATH]\n\
+                     [--no-gpu] [--budget SECONDS] [--json PATH]\n\
                      --no-cpu: GPU rows only (kernels: no CPU reference; generator and train: no CPU backend).\n\
+                     --no-gpu: generator and train: CPU backend rows only.\n\
                      kernels: every GPU kernel at realistic shapes beside its CPU reference.\n\
                      generator: the generator's forward at 128², 256², 512², 1024², 4096² per preset and \
                      backend (sizes estimated past the budget per frame, default 60 s).\n\
                      train: training img/s per preset and backend.\n\
                      cpu: the CPU backend's per-pixel products and convolutions.\n\
-                     --filter: only the kernels, or the generator presets, whose name contains TEXT."
+                     --filter: only the kernels, the generator or training presets, or the cpu cases (modlinear, conv) whose \
+                     name contains TEXT."
                 );
                 std::process::exit(0);
             }
@@ -153,13 +158,16 @@ fn main() -> Result<()> {
             .collect();
         let sizes = [128, 256, 512, 1024, 4096];
         let max_binding = ctx.limits().max_storage_buffer_binding_size;
-        let mut rows = generator::run(
-            &mut GpuBackend::new(&ctx),
-            &presets,
-            &sizes,
-            budget,
-            max_binding,
-        )?;
+        let mut rows = Vec::new();
+        if args.gpu {
+            rows = generator::run(
+                &mut GpuBackend::new(&ctx),
+                &presets,
+                &sizes,
+                budget,
+                max_binding,
+            )?;
+        }
         if args.cpu {
             let mut cpu = inrgan::backend::cpu::CpuBackend::new()?;
             // The CPU backend's strips are bounded like lavapipe's, to keep host memory modest.
@@ -183,20 +191,27 @@ fn main() -> Result<()> {
     let mut train_rows = Vec::new();
     if args.suite == "train" || args.suite == "all" {
         println!("\ntraining step (G + D phases, lazy R1), random reals:");
-        let presets = [("emoji32", 32), ("emoji64", 32)];
+        let presets: Vec<(&str, usize)> = [("emoji32", 32), ("emoji64", 32)]
+            .into_iter()
+            .filter(|(p, _)| args.filter.as_ref().is_none_or(|f| p.contains(f.as_str())))
+            .collect();
         let steps = 3;
         // On a software adapter one preset is enough to show the gap (emoji64 takes minutes).
         let gpu_presets: &[(&str, usize)] = if ctx.summary().is_cpu {
-            &presets[..1]
+            &presets[..presets.len().min(1)]
         } else {
             &presets
         };
-        let mut rows = train::run(&mut GpuBackend::new(&ctx), gpu_presets, steps)?;
+        let mut rows = Vec::new();
+        if args.gpu {
+            rows = train::run(&mut GpuBackend::new(&ctx), gpu_presets, steps)?;
+        }
         if args.cpu {
+            // More steps on the CPU backend: its steps take a second, not minutes.
             rows.extend(train::run(
                 &mut inrgan::backend::cpu::CpuBackend::new()?,
                 &presets,
-                steps,
+                3 * steps,
             )?);
         }
         for r in rows {
@@ -211,8 +226,13 @@ fn main() -> Result<()> {
     }
     if args.suite == "cpu" || args.suite == "all" {
         println!("\nCPU backend products:");
-        cpu::modlinear()?;
-        cpu::conv()?;
+        let pick = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
+        if pick("modlinear") {
+            cpu::modlinear()?;
+        }
+        if pick("conv") {
+            cpu::conv()?;
+        }
     }
     let report = serde_json::json!({
         "adapter": ctx.summary().to_string(),
