@@ -351,3 +351,58 @@ fn fused_blocks_match_the_unfused_layers() {
         }
     }
 }
+
+#[test]
+fn strips_are_sized_by_the_path_the_backend_takes() {
+    // emoji32 (levels 8², 16², 32²; widths 3x256, 2x128, 2x64): unfused, the finest level's
+    // input [128 features | embeddings] bounds a strip; fused, the finest level stores only RGB
+    // and the middle level's 128 features (a quarter of a cell per output pixel) bound it.
+    let cfg = ModelConfig::preset("emoji32").unwrap();
+    let g = Generator::new(&cfg);
+    let mut be = GpuBackend::new(ctx());
+    let levels = cfg.levels.len();
+    be.set_fused(false);
+    assert_eq!(g.frame_channels_on(&be, levels), g.frame_channels(levels));
+    assert!(g.frame_channels(levels) > 128);
+    be.set_fused(true);
+    let c_mid = *cfg.levels[1].widths.last().unwrap();
+    let c_coarse = *cfg.levels[0].widths.last().unwrap();
+    assert_eq!(
+        g.frame_channels_on(&be, levels),
+        (c_mid / 4).max(c_coarse / 16).max(3)
+    );
+    // A preview that stops at the middle level: its RGB, and the coarse level's features.
+    assert_eq!(g.frame_channels_on(&be, 2), (c_coarse / 4).max(3));
+    // The CPU backend has no fused path.
+    let cpu = inrgan::backend::cpu::CpuBackend::new().unwrap();
+    assert_eq!(g.frame_channels_on(&cpu, levels), g.frame_channels(levels));
+    // Strips of the fused height join into the frame the whole window gives.
+    let p = ParamSet::init(&mut be, g.specs(), 3).unwrap();
+    let w = ws(&g, &mut be, &p, 1);
+    let wb = be.upload(&w, "w").unwrap();
+    let (size, rows) = (45, 17);
+    let plan = g.window_plan(TRAINING_WINDOW, size, size).unwrap();
+    let whole = g.render_plan(&mut be, &p, &w, 1, &plan).unwrap();
+    let mut joined = vec![0.0; 3 * size * size];
+    for r0 in (0..size).step_by(rows) {
+        let r1 = (r0 + rows).min(size);
+        let plan = g
+            .partial_tile_plan(TRAINING_WINDOW, size, size, 0..size, r0..r1, levels)
+            .unwrap();
+        let tape = g.synthesize_fast(&mut be, &p, &[&wb], 1, &plan).unwrap();
+        let strip = be.read(tape.img()).unwrap();
+        let n = (r1 - r0) * size;
+        for c in 0..3 {
+            joined[c * size * size + r0 * size..][..n].copy_from_slice(&strip[c * n..][..n]);
+        }
+    }
+    let worst = whole
+        .iter()
+        .zip(&joined)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-5,
+        "strips differ from the whole frame by {worst}"
+    );
+}

@@ -340,8 +340,8 @@ fn serve<B: Backend>(
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(s)?;
             let refs: Vec<&B::Buf> = bufs.iter().collect();
-            // The finest evaluated level's widest per-pixel buffer bounds a strip's rows.
-            let channels = g.frame_channels(levels);
+            // The widest per-pixel buffer of the path the backend takes bounds a strip's rows.
+            let channels = g.frame_channels_on(be, levels);
             let (w, h) = (r.width, r.height);
             let step = if r.preview {
                 h

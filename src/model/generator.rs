@@ -447,6 +447,57 @@ impl Generator {
         (c_prev + emb).max(widest).max(3)
     }
 
+    /// Level `k` as one fused block of `pixels` pixels for `batch` images.
+    fn fused_shape(&self, k: usize, batch: usize, pixels: usize) -> FusedShape {
+        let lv = &self.levels[k];
+        FusedShape {
+            batch,
+            pixels,
+            c_in: lv.layers.first().map_or(0, |l| l.c_in),
+            broadcast_input: k == 0,
+            layers: lv
+                .layers
+                .iter()
+                .map(|l| (l.c_out, l.rgb.is_some()))
+                .collect(),
+            alpha: ALPHA,
+            gain: GAIN,
+        }
+    }
+
+    /// [`Generator::frame_channels`] for the path `be` takes: a level it runs fused stores only
+    /// its RGB and, below the finest evaluated level, its last features (its input is assembled
+    /// in the kernel), and a coarser level's buffers count by its cells per output pixel. With
+    /// the fused blocks a strip may be several times taller (emoji32 at 1024² on lavapipe: 2
+    /// strips instead of 7).
+    pub fn frame_channels_on<B: Backend>(&self, be: &B, levels: usize) -> usize {
+        let levels = levels.clamp(1, self.cfg.levels.len());
+        let finest = self.cfg.levels[levels - 1].res as f64;
+        let mut worst = 3;
+        for k in 0..levels {
+            let lv = &self.cfg.levels[k];
+            let c = if be.fused_fits(&self.fused_shape(k, 1, 1)) {
+                if k + 1 == levels {
+                    3
+                } else {
+                    lv.widths.last().copied().unwrap_or(0)
+                }
+            } else {
+                let c_prev = match k {
+                    0 => 0,
+                    k => self.cfg.levels[k - 1].widths.last().copied().unwrap_or(0),
+                };
+                let emb = 2 * level_frequencies(lv).len();
+                (c_prev + emb).max(lv.widths.iter().copied().max().unwrap_or(0))
+            };
+            // Cells of level k per output pixel (a strip's coarse cells overhang it by one
+            // row and column at most, inside the strip limit's spare tenth).
+            let ratio = (lv.res as f64 / finest).powi(2);
+            worst = worst.max((c as f64 * ratio).ceil() as usize);
+        }
+        worst
+    }
+
     /// [`Generator::tile_plan`] stopping after `levels` levels (the early exit of
     /// [`Generator::preview_plan`], tiled).
     #[allow(clippy::too_many_arguments)]
@@ -646,19 +697,7 @@ impl Generator {
             let w = ws[k.min(ws.len() - 1)];
             let np = grid.rows * grid.cols;
             let fl: Vec<f32> = lv.freqs.iter().flatten().copied().collect();
-            let fused = FusedShape {
-                batch,
-                pixels: np,
-                c_in: lv.layers.first().map_or(0, |l| l.c_in),
-                broadcast_input: k == 0,
-                layers: lv
-                    .layers
-                    .iter()
-                    .map(|l| (l.c_out, l.rgb.is_some()))
-                    .collect(),
-                alpha: ALPHA,
-                gain: GAIN,
-            };
+            let fused = self.fused_shape(k, batch, np);
             if fast && be.fused_fits(&fused) {
                 let last = k + 1 == plan.levels.len();
                 let tape = self.fused_level(be, p, w, lv, &fused, plan, k, &levels, &fl, last)?;

@@ -89,7 +89,7 @@ fn frame<B: Backend>(
     max_strip_bytes: u64,
 ) -> Result<(f64, usize, f64, Option<u64>)> {
     let levels = g.cfg.levels.len();
-    let rows = inrgan::gpu::strip_rows(max_strip_bytes, size, g.frame_channels(levels));
+    let rows = inrgan::gpu::strip_rows(max_strip_bytes, size, g.frame_channels_on(be, levels));
     let r0 = be.recording();
     let t = Instant::now();
     let mut strips = 0;
