@@ -265,6 +265,34 @@ fn export_writes_a_seed_grid_and_walk_frames() {
 }
 
 #[test]
+fn an_unreadable_data_set_is_reported_and_training_can_start_again() {
+    let dir = tmpdir("baddata");
+    let mut h = harness(options(&dir, BackendKind::Cpu));
+    h.state_mut().set_tab(Tab::Training);
+    let missing = dir.join("no such folder");
+    {
+        let s = h.state_mut().training_settings_mut();
+        s.data = missing.display().to_string();
+        s.preset = "tiny".into();
+        s.resume = false;
+    }
+    h.step();
+    h.get_by_role_and_label(Role::Button, "Start").click();
+    // The data set is read on its own thread; the window keeps drawing meanwhile.
+    wait(&mut h, "the data error", 60, |a| !a.errors().is_empty());
+    let errors = h.state().errors().join("\n");
+    assert!(errors.contains("cannot start training"), "{errors}");
+    assert!(errors.contains("no such folder"), "{errors}");
+    assert!(!h.state().training_running());
+    h.step();
+    h.get_by_label_contains("cannot start training");
+    // Start is enabled again.
+    h.get_by_role_and_label(Role::Button, "Start").click();
+    wait(&mut h, "the second error", 60, |a| a.errors().len() >= 2);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn a_bad_weights_file_shows_an_error_and_keeps_the_model() {
     let dir = tmpdir("bad");
     let mut h = harness(options(&dir, BackendKind::Cpu));

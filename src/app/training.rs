@@ -9,7 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
 use crate::commands::TrainArgs;
-use crate::train::worker::{Command, Event, Worker};
+use crate::train::worker::{BatchSource, Command, Event, Metric, RunConfig, Worker};
+
+/// A run's data set and settings, prepared off the UI thread (the data set, and an SWD reference
+/// from it, can take seconds to read from a folder or zip): (run, batches, metric, warning).
+type Prepared = Result<(RunConfig, BatchSource, Option<Metric>, Option<String>), String>;
 
 /// Points kept per curve: older points are thinned 2:1 when full.
 const MAX_POINTS: usize = 1000;
@@ -96,6 +100,8 @@ pub struct TrainingPanel {
     pub settings: TrainSettings,
     pub backend: BackendKind,
     worker: Option<Worker>,
+    /// A run being prepared (its data set loading) on its own thread.
+    preparing: Option<Receiver<Prepared>>,
     pub status: Status,
     samples: Option<egui::TextureHandle>,
     dialog: Option<Receiver<Option<PathBuf>>>,
@@ -120,6 +126,7 @@ impl TrainingPanel {
             settings,
             backend,
             worker: None,
+            preparing: None,
             status: Status::default(),
             samples: None,
             dialog: None,
@@ -127,8 +134,9 @@ impl TrainingPanel {
         }
     }
 
+    /// A run is going or being prepared.
     pub fn is_running(&self) -> bool {
-        self.worker.is_some()
+        self.worker.is_some() || self.preparing.is_some()
     }
 
     fn args(&self) -> TrainArgs {
@@ -151,24 +159,65 @@ impl TrainingPanel {
         }
     }
 
-    /// Starts a run with the current settings.
-    pub fn start(&mut self) -> Result<(), String> {
-        if self.worker.is_some() {
+    /// Starts a run with the current settings: its data set is read on a thread (the UI stays
+    /// live), and [`TrainingPanel::poll`] starts the worker once it is ready.
+    pub fn start(&mut self, ctx: &egui::Context) -> Result<(), String> {
+        if self.is_running() {
             return Err("a run is already going".into());
         }
         let args = self.args();
-        let (source, metric, warning) =
-            crate::commands::training_data(&args).map_err(|e| format!("{e:#}"))?;
-        let mut run = crate::commands::run_config(&args).map_err(|e| format!("{e:#}"))?;
-        run.metric_samples = 128;
-        self.model = Some(run.model.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("training data".into())
+            .spawn(move || {
+                let prepared = (|| {
+                    let (source, metric, warning) = crate::commands::training_data(&args)?;
+                    let mut run = crate::commands::run_config(&args)?;
+                    run.metric_samples = 128;
+                    anyhow::Ok((run, source, metric, warning))
+                })()
+                .map_err(|e| format!("{e:#}"));
+                let _ = tx.send(prepared);
+                ctx.request_repaint();
+            })
+            .map_err(|e| format!("cannot start a thread to read the data set: {e}"))?;
+        self.preparing = Some(rx);
         self.status = Status {
-            running: true,
-            message: warning,
+            message: Some(format!("reading {} ...", self.settings.data)),
             ..Status::default()
         };
-        self.worker = Some(crate::train::worker::spawn(run, source, metric));
         Ok(())
+    }
+
+    /// The prepared run, once its thread is done: starts its worker, or reports why not.
+    fn poll_preparing(&mut self, actions: &mut Vec<TrainAction>) {
+        let Some(rx) = &self.preparing else {
+            return;
+        };
+        let prepared = match rx.try_recv() {
+            Ok(p) => p,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("reading the data set failed (its thread ended without an answer)".into())
+            }
+        };
+        self.preparing = None;
+        match prepared {
+            Ok((run, source, metric, warning)) => {
+                self.model = Some(run.model.clone());
+                self.status = Status {
+                    running: true,
+                    message: warning,
+                    ..Status::default()
+                };
+                self.worker = Some(crate::train::worker::spawn(run, source, metric));
+            }
+            Err(e) => {
+                self.status.message = None;
+                actions.push(TrainAction::Error(format!("cannot start training: {e}")));
+            }
+        }
     }
 
     /// Stops a running worker, waiting for its checkpoint to be written.
@@ -188,6 +237,7 @@ impl TrainingPanel {
     /// Drains the worker's events.
     pub fn poll(&mut self, ctx: &egui::Context) -> Vec<TrainAction> {
         let mut actions = Vec::new();
+        self.poll_preparing(&mut actions);
         let Some(w) = &self.worker else {
             return actions;
         };
@@ -292,16 +342,20 @@ impl TrainingPanel {
         }
         ui.heading("Training");
         let running = self.worker.is_some();
-        ui.add_enabled_ui(!running, |ui| self.settings_ui(ui));
+        ui.add_enabled_ui(!self.is_running(), |ui| self.settings_ui(ui));
         ui.separator();
         ui.horizontal_wrapped(|ui| {
             if ui
-                .add_enabled(!running, egui::Button::new("Start"))
+                .add_enabled(!self.is_running(), egui::Button::new("Start"))
                 .on_hover_text("Start a run (continues the newest checkpoint in the run folder when Resume is on)")
                 .clicked()
-                && let Err(e) = self.start()
+                && let Err(e) = self.start(ui.ctx())
             {
                 actions.push(TrainAction::Error(e));
+            }
+            if self.preparing.is_some() {
+                ui.spinner();
+                ui.label("reading the data set");
             }
             let paused = self.status.paused;
             if ui
