@@ -20,6 +20,7 @@ use inrgan::reference::adam::AdamConfig;
 use inrgan::reference::conv::{ConvShape, blur_down2x_out};
 use inrgan::reference::coords::CoordsShape;
 use inrgan::reference::fmm::FmmShape;
+use inrgan::reference::fused::{Assembly, FusedInput, FusedShape};
 use inrgan::reference::linear::{BiasMode, Gemm, LinearShape, ModLinearShape, Strides};
 use inrgan::reference::mbstd::MbstdShape;
 use inrgan::reference::modulate::ModulateShape;
@@ -597,6 +598,188 @@ parity!(conv_blocks, atol = 2e-4, rtol = 1e-4, |be| {
     conv_case(be, &mut o, &conv_shape(11, 19, 67, 4, 4, 3, 1), 94)?;
     conv_case(be, &mut o, &conv_shape(11, 19, 67, 4, 4, 1, 1), 95)?;
     conv_case(be, &mut o, &conv_shape(121, 2, 3, 7, 5, 3, 1), 96)?;
+    Ok(o)
+});
+
+/// One fused block: `x` dense (`None`: an assembly with `c_prev` previous channels on a
+/// `prev` grid, a `grid` of its own and `n_freq` frequencies), random weights scaled by
+/// 1/sqrt(fan-in); outputs img and, when `keep`, the last features.
+#[allow(clippy::too_many_arguments)]
+fn fused_case<B: Read64>(
+    be: &mut B,
+    o: &mut Outs,
+    s: &FusedShape,
+    asm: Option<Assembly>,
+    keep: bool,
+    seed: u64,
+) -> BResult<()> {
+    let mut r = rng(seed);
+    let (woff, wlen) = s.weight_offsets();
+    let mut w = normal(&mut r, s.batch * wlen);
+    for b in 0..s.batch {
+        for (j, &(co, _)) in s.layers.iter().enumerate() {
+            let ci = s.c_in_of(j);
+            let at = b * wlen + woff[j];
+            w[at..at + co * ci]
+                .iter_mut()
+                .for_each(|v| *v /= (ci as f32).sqrt());
+        }
+    }
+    let (_, blen) = s.bias_offsets();
+    let (_, rlen) = s.rgb_offsets();
+    let (_, rblen) = s.rgb_bias_offsets();
+    let bias = bu(be, &normal(&mut r, blen))?;
+    let rgbw = bu(be, &normal(&mut r, (s.batch * rlen).max(1)))?;
+    let rgbb = bu(be, &normal(&mut r, rblen.max(1)))?;
+    let img = bu(be, &normal(&mut r, s.batch * 3 * s.pixels))?;
+    let w = bu(be, &w)?;
+    let out_buf = bz(be, s.batch * s.c_last() * s.pixels)?;
+    let keep_out = keep.then_some(&out_buf);
+    match asm {
+        None => {
+            let n = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
+            let x = bu(be, &normal(&mut r, n))?;
+            be.fused_level_forward(
+                s,
+                FusedInput::Dense(&x),
+                &w,
+                &bias,
+                &rgbw,
+                &rgbb,
+                &img,
+                keep_out,
+            )?;
+        }
+        Some(a) => {
+            let feat = bu(
+                be,
+                &normal(
+                    &mut r,
+                    (s.batch * a.c_prev * a.prev_rows * a.prev_cols).max(1),
+                ),
+            )?;
+            // Coordinates anywhere in the plane, frequencies as the presets draw them, random
+            // tables into the previous grid.
+            let xs: Vec<f32> = (0..a.cols).map(|i| -3.0 + 0.37 * i as f32).collect();
+            let ys: Vec<f32> = (0..a.rows).map(|i| 5.0 - 0.61 * i as f32).collect();
+            let freqs: Vec<f32> = normal(&mut r, 2 * a.n_freq)
+                .iter()
+                .map(|v| 3.0 * v)
+                .collect();
+            let pick = |n: usize, m: usize, r: &mut Rng| -> Vec<u32> {
+                (0..n)
+                    .map(|_| (r.next_u64() % m.max(1) as u64) as u32)
+                    .collect()
+            };
+            let (rt, ct) = (
+                pick(a.rows, a.prev_rows, &mut r),
+                pick(a.cols, a.prev_cols, &mut r),
+            );
+            let geom = a
+                .geometry(&xs, &ys, &freqs, &rt, &ct)
+                .map_err(inrgan::gpu::GpuError::Shape)?;
+            let geom = bu(be, &geom)?;
+            let input = FusedInput::Assembled {
+                a: &a,
+                feat: (a.c_prev > 0).then_some(&feat),
+                geom: &geom,
+            };
+            be.fused_level_forward(s, input, &w, &bias, &rgbw, &rgbb, &img, keep_out)?;
+        }
+    }
+    out(o, be, format!("fused img {s:?}"), &img)?;
+    out(o, be, format!("fused out {s:?}"), &out_buf)
+}
+
+parity!(fused_block, atol = 2e-4, rtol = 2e-4, |be| {
+    // Odd shapes, tiles cut short, inputs wider than the layers; against the oracle's
+    // composite of the unfused references.
+    let mut o = Outs::new();
+    let s = |batch, pixels, c_in, broadcast_input, layers: Vec<(usize, bool)>| FusedShape {
+        batch,
+        pixels,
+        c_in,
+        broadcast_input,
+        layers,
+        alpha: 0.2,
+        gain: std::f32::consts::SQRT_2,
+    };
+    fused_case(
+        be,
+        &mut o,
+        &s(1, 1, 1, false, vec![(1, true)]),
+        None,
+        true,
+        1,
+    )?;
+    fused_case(
+        be,
+        &mut o,
+        &s(2, 67, 5, false, vec![(7, true), (3, false), (9, true)]),
+        None,
+        true,
+        2,
+    )?;
+    fused_case(
+        be,
+        &mut o,
+        &s(3, 1100, 13, true, vec![(11, false), (6, true)]),
+        None,
+        false,
+        3,
+    )?;
+    fused_case(
+        be,
+        &mut o,
+        &s(2, 70, 4, true, vec![(5, false)]),
+        None,
+        true,
+        4,
+    )?;
+    fused_case(
+        be,
+        &mut o,
+        &s(1, 37, 150, false, vec![(7, true), (64, true)]),
+        None,
+        true,
+        5,
+    )?;
+    let asm = |c_prev, prev: (usize, usize), grid: (usize, usize), n_freq| Assembly {
+        c_prev,
+        prev_rows: prev.0,
+        prev_cols: prev.1,
+        rows: grid.0,
+        cols: grid.1,
+        n_freq,
+    };
+    for (batch, a, layers, keep, seed) in [
+        (
+            2,
+            asm(0, (0, 0), (7, 9), 5),
+            vec![(11, true), (6, false)],
+            true,
+            6,
+        ),
+        (2, asm(5, (3, 4), (7, 9), 2), vec![(9, true)], false, 7),
+        (
+            3,
+            asm(13, (5, 7), (11, 13), 4),
+            vec![(10, false), (7, true)],
+            true,
+            8,
+        ),
+        // emoji32's finest block at a window's tables, more pixels than one CPU tile.
+        (
+            1,
+            asm(40, (17, 19), (33, 47), 28),
+            vec![(64, true), (64, true)],
+            false,
+            9,
+        ),
+    ] {
+        let shape = s(batch, a.rows * a.cols, a.c_in(), false, layers);
+        fused_case(be, &mut o, &shape, Some(a), keep, seed)?;
+    }
     Ok(o)
 });
 

@@ -28,6 +28,7 @@ use crate::reference::adam::AdamConfig;
 use crate::reference::conv::{BLUR_TAPS, ConvShape, blur_down2x_out};
 use crate::reference::coords::CoordsShape;
 use crate::reference::fmm::{FMM_EPS, FmmShape};
+use crate::reference::fused::{Assembly, FusedInput, FusedShape};
 use crate::reference::linear::{BiasMode, Gemm};
 use crate::reference::mbstd::{MBSTD_EPS, MbstdShape};
 use crate::reference::modulate::ModulateShape;
@@ -48,6 +49,9 @@ const KSPLIT_MAX_TILES: usize = 8;
 const PARTIAL_CAP: usize = 1 << 22;
 /// Values of one im2col block (1 MiB of `f32`).
 const COL_BUDGET: usize = 1 << 18;
+/// Values of one activation buffer of a fused block's tile (512 KiB of `f32`: the tile's
+/// input and activations stay in L2).
+const FUSED_TILE_VALUES: usize = 1 << 17;
 /// Most images side by side in one block of a convolution over small maps (measured on
 /// emoji32's discriminator at batch 32: 8 beats 2 and the whole batch).
 const CONV_GROUP_MAX: usize = 8;
@@ -641,6 +645,82 @@ pub(in crate::backend) mod check {
         }
         Ok(())
     }
+
+    /// The lengths of a fused block's input: dense `x`, or an assembly with its previous
+    /// features and geometry.
+    pub enum FusedLens<'a> {
+        Dense(usize),
+        Assembled {
+            a: &'a Assembly,
+            feat: Option<usize>,
+            geom: usize,
+        },
+    }
+
+    /// [`Backend::fused_level_forward`] (the checks of `kernels::fused::level_forward`, without
+    /// the GPU's width and loop limits).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fused(
+        s: &FusedShape,
+        input: FusedLens<'_>,
+        w: usize,
+        bias: usize,
+        rgbw: usize,
+        rgbb: usize,
+        img: usize,
+        out: Option<usize>,
+    ) -> BResult<bool> {
+        if s.layers.is_empty() || s.c_in == 0 || s.layers.iter().any(|l| l.0 == 0) {
+            return Err(shape_err(format!(
+                "fused block: no layers or an empty one: {} -> {:?}",
+                s.c_in, s.layers
+            )));
+        }
+        if s.batch == 0 || s.pixels == 0 {
+            return Ok(false);
+        }
+        match input {
+            FusedLens::Dense(x) => {
+                let xlen = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
+                need("fused x", x, xlen)?;
+            }
+            FusedLens::Assembled { a, feat, geom } => {
+                if a.c_in() != s.c_in
+                    || a.rows * a.cols != s.pixels
+                    || a.cols == 0
+                    || s.broadcast_input
+                {
+                    return Err(shape_err(format!(
+                        "fused assembly {a:?} does not match {} channels at {} pixels",
+                        s.c_in, s.pixels
+                    )));
+                }
+                need("fused geometry", geom, a.geometry_len())?;
+                match (a.c_prev, feat) {
+                    (0, _) => {}
+                    (c, Some(f)) => {
+                        need("fused features", f, s.batch * c * a.prev_rows * a.prev_cols)?
+                    }
+                    (_, None) => {
+                        return Err(shape_err("fused assembly: previous features missing"));
+                    }
+                }
+            }
+        }
+        let (_, wlen) = s.weight_offsets();
+        let (_, blen) = s.bias_offsets();
+        let (_, rlen) = s.rgb_offsets();
+        let (_, rblen) = s.rgb_bias_offsets();
+        need("fused weights", w, s.batch * wlen)?;
+        need("fused bias", bias, blen)?;
+        need("fused rgb weights", rgbw, s.batch * rlen)?;
+        need("fused rgb bias", rgbb, rblen)?;
+        need("fused img", img, s.batch * 3 * s.pixels)?;
+        if let Some(out) = out {
+            need("fused out", out, s.batch * s.c_last() * s.pixels)?;
+        }
+        Ok(true)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -768,6 +848,8 @@ fn injective(m: usize, n: usize, si: usize, sj: usize) -> bool {
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Renders run each scale block fused (tiles of pixels through all its layers).
+    fused: bool,
 }
 
 impl CpuBackend {
@@ -790,7 +872,16 @@ impl CpuBackend {
                 context: "cpu backend thread pool".into(),
                 message: e.to_string(),
             })?;
-        Ok(Self { pool, threads })
+        Ok(Self {
+            pool,
+            threads,
+            fused: std::env::var("INRGAN_FUSED").map_or(true, |v| v != "0"),
+        })
+    }
+
+    /// Turns the fused block forward of renders on or off (on unless `INRGAN_FUSED=0`).
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
     }
 
     /// Number of worker threads.
@@ -1455,6 +1546,171 @@ impl CpuBackend {
             }
         });
         Ok(())
+    }
+
+    // ---- fused ----
+
+    /// One fused block (see [`Backend::fused_level_forward`]): each task takes one image's tile
+    /// of pixels through every layer with the activations in two small buffers that stay in
+    /// cache (the fully fused MLP, with sgemm on the tile), then adds its RGB to `img` and
+    /// stores the last features. `x` is the dense input, or the previous features of an
+    /// assembly (`asm`: with its parsed geometry).
+    #[allow(clippy::too_many_arguments)]
+    fn fused_f32(
+        &self,
+        s: &FusedShape,
+        x: Option<&[f32]>,
+        asm: Option<(&Assembly, &r::fused::Geometry)>,
+        w: &[f32],
+        bias: &[f32],
+        rgbw: &[f32],
+        rgbb: &[f32],
+        img: &mut [f32],
+        out: Option<&mut [f32]>,
+    ) {
+        let np = s.pixels;
+        let (woff, wlen) = s.weight_offsets();
+        let (boff, _) = s.bias_offsets();
+        let (roff, rlen) = s.rgb_offsets();
+        let (rboff, _) = s.rgb_bias_offsets();
+        let c_last = s.c_last();
+        let widest = s.layers.iter().map(|l| l.0).max().unwrap_or(1);
+        let tile = ((FUSED_TILE_VALUES / widest.max(s.c_in)).clamp(16, 1024) / 16) * 16;
+        let tiles = np.div_ceil(tile);
+        let macs: usize = (0..s.layers.len())
+            .map(|j| s.layers[j].0 * s.c_in_of(j))
+            .sum();
+        let imgp = Ptr(img.as_mut_ptr());
+        let outp = out.map(|o| Ptr(o.as_mut_ptr()));
+        let (alpha, gain) = (s.alpha, s.gain);
+        // Per worker: the assembled input, two activation buffers, the tile's RGB.
+        let workspace = || (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        self.tasks(
+            (0..s.batch * tiles).collect(),
+            s.batch * np * macs,
+            workspace,
+            |(xin, ha, hb, rgb): &mut (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>), t| {
+                let (b, t0) = (t / tiles, (t % tiles) * tile);
+                let nt = tile.min(np - t0);
+                // The tile's input: rows `rsx` apart.
+                let (xptr, rsx) = match asm {
+                    None => {
+                        let x = x.unwrap_or(&[]);
+                        let xb = if s.broadcast_input {
+                            0
+                        } else {
+                            b * s.c_in * np
+                        };
+                        (x[xb + t0..].as_ptr(), np)
+                    }
+                    Some((a, geo)) => {
+                        let xin = scratch(xin, s.c_in * nt);
+                        let feat = x.unwrap_or(&[]);
+                        let prev_np = a.prev_rows * a.prev_cols;
+                        for tt in 0..nt {
+                            let q = t0 + tt;
+                            let (r, c) = (q / a.cols, q % a.cols);
+                            let src = geo.rows[r] as usize * a.prev_cols + geo.cols[c] as usize;
+                            for i in 0..a.c_prev {
+                                xin[i * nt + tt] = feat[(b * a.c_prev + i) * prev_np + src];
+                            }
+                            // As the unfused path's embeddings (coords_forward).
+                            let e = &mut xin[a.c_prev * nt..];
+                            for f in 0..a.n_freq {
+                                let phi =
+                                    geo.freqs[2 * f] * geo.xs[c] + geo.freqs[2 * f + 1] * geo.ys[r];
+                                e[f * nt + tt] = phi.sin();
+                                e[(a.n_freq + f) * nt + tt] = phi.cos();
+                            }
+                        }
+                        (xin.as_ptr(), nt)
+                    }
+                };
+                let ha = scratch(ha, widest * nt);
+                let hb = scratch(hb, widest * nt);
+                let rgb = scratch(rgb, 3 * nt);
+                rgb.fill(0.0);
+                let (mut src, mut rs) = (xptr, rsx);
+                let mut cur: &mut [f32] = ha;
+                let mut next: &mut [f32] = hb;
+                for (j, &(co, has_rgb)) in s.layers.iter().enumerate() {
+                    let ci = s.c_in_of(j);
+                    // SAFETY: the weights and the input tile lie within their checked lengths;
+                    // `cur` is this worker's own and aliases neither.
+                    unsafe {
+                        sgemm(
+                            co,
+                            ci,
+                            nt,
+                            1.0,
+                            w[b * wlen + woff[j]..].as_ptr(),
+                            ci as isize,
+                            1,
+                            src,
+                            rs as isize,
+                            1,
+                            0.0,
+                            cur.as_mut_ptr(),
+                            nt as isize,
+                            1,
+                        )
+                    };
+                    for (o, row) in cur[..co * nt].chunks_exact_mut(nt).enumerate() {
+                        let bv = bias[boff[j] + o];
+                        for v in row {
+                            let z = *v + bv;
+                            *v = if z > 0.0 { z } else { alpha * z } * gain;
+                        }
+                    }
+                    if has_rgb {
+                        // SAFETY: as above; `rgb` is this worker's own.
+                        unsafe {
+                            sgemm(
+                                3,
+                                co,
+                                nt,
+                                1.0,
+                                rgbw[b * rlen + roff[j]..].as_ptr(),
+                                co as isize,
+                                1,
+                                cur.as_ptr(),
+                                nt as isize,
+                                1,
+                                1.0,
+                                rgb.as_mut_ptr(),
+                                nt as isize,
+                                1,
+                            )
+                        };
+                        for (c, row) in rgb.chunks_exact_mut(nt).enumerate() {
+                            let bv = rgbb[rboff[j] + c];
+                            row.iter_mut().for_each(|v| *v += bv);
+                        }
+                    }
+                    (src, rs) = (cur.as_ptr(), nt);
+                    std::mem::swap(&mut cur, &mut next);
+                }
+                // The last layer's output is in `next` now.
+                for (c, row) in rgb.chunks_exact(nt).enumerate() {
+                    // SAFETY: within img; each task owns (image b, pixels t0..t0 + nt).
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(imgp.at((b * 3 + c) * np + t0), nt)
+                    };
+                    for (d, &v) in dst.iter_mut().zip(row) {
+                        *d += v;
+                    }
+                }
+                if let Some(op) = outp {
+                    for (o, row) in next[..c_last * nt].chunks_exact(nt).enumerate() {
+                        // SAFETY: within out; each task owns (image b, pixels t0..t0 + nt).
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(op.at((b * c_last + o) * np + t0), nt)
+                        };
+                        dst.copy_from_slice(row);
+                    }
+                }
+            },
+        );
     }
 
     // ---- fmm ----
@@ -2211,6 +2467,82 @@ impl Backend for CpuBackend {
                     *v = src[c as usize];
                 }
             },
+        );
+        Ok(())
+    }
+
+    fn has_fused(&self) -> bool {
+        self.fused
+    }
+
+    fn fused_fits(&self, s: &FusedShape) -> bool {
+        // Any width: the tile's buffers are sized to the block.
+        self.fused && !s.layers.is_empty() && s.c_in > 0 && s.layers.iter().all(|l| l.0 > 0)
+    }
+
+    fn fused_level_forward(
+        &mut self,
+        s: &FusedShape,
+        input: FusedInput<'_, CpuBuf>,
+        w: &CpuBuf,
+        bias: &CpuBuf,
+        rgbw: &CpuBuf,
+        rgbb: &CpuBuf,
+        img: &CpuBuf,
+        out: Option<&CpuBuf>,
+    ) -> BResult<()> {
+        let lens = match &input {
+            FusedInput::Dense(x) => check::FusedLens::Dense(x.len),
+            FusedInput::Assembled { a, feat, geom } => check::FusedLens::Assembled {
+                a,
+                feat: feat.map(|f| f.len),
+                geom: geom.len,
+            },
+        };
+        if !check::fused(
+            s,
+            lens,
+            w.len,
+            bias.len,
+            rgbw.len,
+            rgbb.len,
+            img.len,
+            out.map(|o| o.len),
+        )? {
+            return Ok(());
+        }
+        let (x, asm) = match input {
+            FusedInput::Dense(x) => (Some(x), None),
+            FusedInput::Assembled { a, feat, geom } => {
+                let geo = a.parse(&rd("fused geometry", geom)?).map_err(shape_err)?;
+                (feat, Some((a, geo)))
+            }
+        };
+        let xg = match x {
+            Some(x) => Some(rd("fused x", x)?),
+            None => None,
+        };
+        let (wg, bg, rwg, rbg) = (
+            rd("fused weights", w)?,
+            rd("fused bias", bias)?,
+            rd("fused rgb weights", rgbw)?,
+            rd("fused rgb bias", rgbb)?,
+        );
+        let mut ig = wr("fused img", img)?;
+        let mut og = match out {
+            Some(o) => Some(wr("fused out", o)?),
+            None => None,
+        };
+        self.fused_f32(
+            s,
+            xg.as_deref().map(|v| &v[..]),
+            asm.as_ref().map(|(a, g)| (*a, g)),
+            &wg,
+            &bg,
+            &rwg,
+            &rbg,
+            &mut ig,
+            og.as_deref_mut().map(|v| &mut v[..]),
         );
         Ok(())
     }

@@ -102,11 +102,7 @@ impl<'a> GpuBackend<'a> {
             // Earlier work first, so that only this operation is timed.
             self.flush()?;
             self.ctx.wait()?;
-            // Recorded while the device is idle: on a software adapter this is the host cost
-            // without the adapter's threads competing for the same cores.
-            let t = std::time::Instant::now();
             f(&mut self.rec)?;
-            self.recorded.host += t.elapsed();
             self.recorded.dispatches += self.rec.len() as u64;
             let detail = std::mem::take(&mut self.detail);
             let names: Vec<String> = self.rec.labels().map(|l| format!("{l}{detail}")).collect();

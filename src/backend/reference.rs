@@ -22,6 +22,7 @@ use crate::reference::adam::AdamConfig;
 use crate::reference::conv::{ConvShape, blur_down2x_out};
 use crate::reference::coords::CoordsShape;
 use crate::reference::fmm::FmmShape;
+use crate::reference::fused::{FusedInput, FusedShape};
 use crate::reference::linear::{BiasMode, Gemm};
 use crate::reference::mbstd::MbstdShape;
 use crate::reference::modulate::ModulateShape;
@@ -393,6 +394,80 @@ impl Backend for RefBackend {
         let g_x = rd("gather x", x)?;
         let out = r::resample::gather(&g_x, planes, h, w, rows, cols);
         store(&mut wr("gather y", y)?, &out, false);
+        Ok(())
+    }
+
+    // `has_fused` stays false: renders on the oracle run the unfused layers; the fused block is
+    // here for the parity tests of the other backends' fused paths.
+    fn fused_level_forward(
+        &mut self,
+        s: &FusedShape,
+        input: FusedInput<'_, RefBuf>,
+        w: &RefBuf,
+        bias: &RefBuf,
+        rgbw: &RefBuf,
+        rgbb: &RefBuf,
+        img: &RefBuf,
+        out: Option<&RefBuf>,
+    ) -> BResult<()> {
+        let lens = match &input {
+            FusedInput::Dense(x) => check::FusedLens::Dense(x.len),
+            FusedInput::Assembled { a, feat, geom } => check::FusedLens::Assembled {
+                a,
+                feat: feat.map(|f| f.len),
+                geom: geom.len,
+            },
+        };
+        if !check::fused(
+            s,
+            lens,
+            w.len,
+            bias.len,
+            rgbw.len,
+            rgbb.len,
+            img.len,
+            out.map(|o| o.len),
+        )? {
+            return Ok(());
+        }
+        let x = match input {
+            FusedInput::Dense(x) => rd("fused x", x)?.clone(),
+            FusedInput::Assembled { a, feat, geom } => {
+                let g32: Vec<f32> = rd("fused geometry", geom)?
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect();
+                let geo = a.parse(&g32).map_err(GpuError::Shape)?;
+                let feat = match feat {
+                    Some(f) => rd("fused features", f)?.clone(),
+                    None => Vec::new(),
+                };
+                let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+                r::fused::assemble_input(
+                    a,
+                    s.batch,
+                    &feat,
+                    &f64s(&geo.xs),
+                    &f64s(&geo.ys),
+                    &f64s(&geo.freqs),
+                    &geo.rows,
+                    &geo.cols,
+                )
+            }
+        };
+        let (y_img, y_out) = r::fused::level_forward(
+            s,
+            &x,
+            &rd("fused weights", w)?,
+            &rd("fused bias", bias)?,
+            &rd("fused rgb weights", rgbw)?,
+            &rd("fused rgb bias", rgbb)?,
+            &rd("fused img", img)?,
+        );
+        store(&mut wr("fused img", img)?, &y_img, false);
+        if let Some(o) = out {
+            store(&mut wr("fused out", o)?, &y_out, false);
+        }
         Ok(())
     }
 

@@ -253,6 +253,49 @@ impl Assembly {
     }
 }
 
+/// An [`Assembly::geometry`] buffer read back: coordinates, frequencies and the index tables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Geometry {
+    pub xs: Vec<f32>,
+    pub ys: Vec<f32>,
+    pub freqs: Vec<f32>,
+    pub rows: Vec<u32>,
+    pub cols: Vec<u32>,
+}
+
+impl Assembly {
+    /// Reads a geometry buffer (its first [`Assembly::geometry_len`] values), checking that
+    /// every index lies in the previous grid.
+    pub fn parse(&self, geom: &[f32]) -> Result<Geometry, String> {
+        if geom.len() < self.geometry_len() {
+            return Err(format!(
+                "fused geometry: {} values, {self:?} needs {}",
+                geom.len(),
+                self.geometry_len()
+            ));
+        }
+        let (xs, rest) = geom.split_at(self.cols);
+        let (ys, rest) = rest.split_at(self.rows);
+        let (freqs, rest) = rest.split_at(2 * self.n_freq);
+        let (rows, rest) = rest.split_at(self.rows);
+        let cols = &rest[..self.cols];
+        let g = Geometry {
+            xs: xs.to_vec(),
+            ys: ys.to_vec(),
+            freqs: freqs.to_vec(),
+            rows: rows.iter().map(|v| v.to_bits()).collect(),
+            cols: cols.iter().map(|v| v.to_bits()).collect(),
+        };
+        if self.c_prev > 0
+            && (g.rows.iter().any(|&r| r as usize >= self.prev_rows)
+                || g.cols.iter().any(|&c| c as usize >= self.prev_cols))
+        {
+            return Err("fused geometry: an index past the previous grid".into());
+        }
+        Ok(g)
+    }
+}
+
 /// The dense input an [`Assembly`] stands for, `[batch, c_in, pixels]`, from the references of
 /// the unfused kernels (gather, coordinate embeddings, channel concatenation).
 #[allow(clippy::too_many_arguments)]
