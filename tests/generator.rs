@@ -373,8 +373,14 @@ fn strips_are_sized_by_the_path_the_backend_takes() {
     );
     // A preview that stops at the middle level: its RGB, and the coarse level's features.
     assert_eq!(g.frame_channels_on(&be, 2), (c_coarse / 4).max(3));
-    // The CPU backend has no fused path.
-    let cpu = inrgan::backend::cpu::CpuBackend::new().unwrap();
+    // The CPU backend's fused path stores the same buffers.
+    let mut cpu = inrgan::backend::cpu::CpuBackend::new().unwrap();
+    cpu.set_fused(true);
+    assert_eq!(
+        g.frame_channels_on(&cpu, levels),
+        g.frame_channels_on(&be, levels)
+    );
+    cpu.set_fused(false);
     assert_eq!(g.frame_channels_on(&cpu, levels), g.frame_channels(levels));
     // Strips of the fused height join into the frame the whole window gives.
     let p = ParamSet::init(&mut be, g.specs(), 3).unwrap();
@@ -405,4 +411,37 @@ fn strips_are_sized_by_the_path_the_backend_takes() {
         worst < 1e-5,
         "strips differ from the whole frame by {worst}"
     );
+}
+
+#[test]
+fn cpu_fused_blocks_match_the_unfused_layers() {
+    // The CPU backend's fused blocks (tiles of pixels through every layer), as the GPU's above.
+    for (name, seed) in [("tiny", 11), ("emoji32", 5), ("emoji64", 6)] {
+        let cfg = ModelConfig::preset(name).unwrap();
+        let g = Generator::new(&cfg);
+        let mut be = inrgan::backend::cpu::CpuBackend::new().unwrap();
+        be.set_fused(true);
+        let p = ParamSet::init(&mut be, g.specs(), seed).unwrap();
+        let batch = 2;
+        let z: Vec<f32> = (0..batch as u64).flat_map(|s| g.latent(s + 1)).collect();
+        let w = g.map_truncated(&mut be, &p, &z, batch, 1.0).unwrap();
+        for plan in [
+            g.training_plan(),
+            g.window_plan([-3.0, 2.5, -1.5, 4.0], 21, 19).unwrap(),
+            g.window_plan(TRAINING_WINDOW, 75, 75).unwrap(),
+        ] {
+            let fused = g.render_plan(&mut be, &p, &w, batch, &plan).unwrap();
+            let wb = be.upload(&w, "w").unwrap();
+            let tape = g.synthesize(&mut be, &p, &wb, batch, &plan).unwrap();
+            let unfused = be.read(tape.img()).unwrap();
+            assert_eq!(fused.len(), unfused.len());
+            let worst = fused
+                .iter()
+                .zip(&unfused)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{name}: fused and unfused differ by {worst}");
+            assert_ne!(fused, vec![0.0; fused.len()]);
+        }
+    }
 }

@@ -685,11 +685,7 @@ pub(in crate::backend) mod check {
                 need("fused x", x, xlen)?;
             }
             FusedLens::Assembled { a, feat, geom } => {
-                if a.c_in() != s.c_in
-                    || a.rows * a.cols != s.pixels
-                    || a.cols == 0
-                    || s.broadcast_input
-                {
+                if a.c_in() != s.c_in || a.rows * a.cols != s.pixels || a.cols == 0 {
                     return Err(shape_err(format!(
                         "fused assembly {a:?} does not match {} channels at {} pixels",
                         s.c_in, s.pixels
