@@ -309,7 +309,9 @@ impl<B: Backend> Trainer<B> {
         self.d_opt.zero_grads(be)?;
         let z = self.latents();
         let mt2 = self.g.map(be, &self.gp, &z, n)?;
-        let fake = self.g.synthesize(be, &self.gp, mt2.w(), n, &plan)?;
+        // No backward runs through G here: its forward keeps nothing, so it takes the fused
+        // blocks where the backend has them (the same function, another summation order).
+        let fake = self.g.synthesize_fast(be, &self.gp, &[mt2.w()], n, &plan)?;
         let dt_fake = self.d.forward(be, &self.dp, fake.img(), n)?;
         let (fake_losses, dl_fake) = Self::logistic(be, dt_fake.logits(), n, 1.0)?;
         self.d.backward(
