@@ -40,136 +40,174 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out2: array<f32>;
 
 const WG: u32 = 64u;
-const TC: u32 = 4u;
+const TC: u32 = 8u;
+// (image, pixel) pairs per invocation in conv_forward and conv_backward_input: lanes hold pairs
+// lid, lid + 64, lid + 128 and lid + 192 of the workgroup's 256 (adjacent lanes, adjacent
+// pixels), so each weight load serves four pixels and each input load four channels: 16
+// multiply-adds per 4 + 4 loads (one pixel per invocation did 4 per 1 + 4).
+const PPI: u32 = 4u;
 
-// Grid: x (spilling into z) = tiles of WG (image, output pixel) pairs, y = tiles of TC output
-// channels.
+// in1 at four indices, zero where `ok` is false (the indices are clamped in range).
+fn gather4(idx: vec4<u32>, ok: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(in1[idx.x], in1[idx.y], in1[idx.z], in1[idx.w]), ok);
+}
+
+// The invocation's four (image, pixel) pairs of a map of `npix` pixels, `cols` wide: image,
+// row, column (pairs past the end repeat the last one; their results are not stored).
+struct Pairs {
+    n: vec4<u32>,
+    y: vec4<i32>,
+    x: vec4<u32>,
+}
+
+fn pairs(base: u32, total: u32, npix: u32, cols: u32) -> Pairs {
+    let f = min(vec4<u32>(base, base + WG, base + 2u * WG, base + 3u * WG), vec4<u32>(total - 1u));
+    let n = f / npix;
+    let pc = f - n * npix;
+    let y = pc / cols;
+    return Pairs(n, vec4<i32>(y), pc - y * cols);
+}
+
+// Grid: x (spilling into z) = tiles of WG * PPI (image, output pixel) pairs, y = tiles of TC
+// output channels.
 @compute @workgroup_size(64)
 fn conv_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_id) lid: vec3<u32>) {
     let co0 = wid.y * TC;
     if (co0 >= p.c_out) { return; }
     let npix = p.out_h * p.out_w;
-    let flat = (wid.z * nwg.x + wid.x) * WG + lid.x;
-    let fc = min(flat, p.batch * npix - 1u);
-    let n = fc / npix;
-    let pc = fc - n * npix;
-    let oy = pc / p.out_w;
-    let ox = pc - oy * p.out_w;
-    let iy0 = i32(oy * p.stride) - i32(p.pad);
-    let ix0 = i32(ox * p.stride) - i32(p.pad);
+    let total = p.batch * npix;
+    let base = (wid.z * nwg.x + wid.x) * WG * PPI + lid.x;
+    let q = pairs(base, total, npix, p.out_w);
+    let s = i32(p.stride);
+    let iy0 = q.y * s - i32(p.pad);
+    let ix0 = vec4<i32>(q.x) * s - i32(p.pad);
     let kk = p.k * p.k;
     let wrow = p.c_in * kk;
     let clast = p.c_out - 1u;
-    let w0 = min(co0, clast) * wrow;
-    let w1 = min(co0 + 1u, clast) * wrow;
-    let w2 = min(co0 + 2u, clast) * wrow;
-    let w3 = min(co0 + 3u, clast) * wrow;
+    var wr: array<u32, TC>;
+    for (var r = 0u; r < TC; r++) {
+        wr[r] = min(co0 + r, clast) * wrow;
+    }
     let hw = p.height * p.width;
-    let hmax = i32(p.height) - 1;
-    let wmax = i32(p.width) - 1;
-    var acc = vec4<f32>(0.0);
+    let hmax = vec4<i32>(i32(p.height) - 1);
+    let wmax = vec4<i32>(i32(p.width) - 1);
+    let zero = vec4<i32>(0);
+    // acc[r][j]: output channel co0 + r at pair j.
+    var acc: array<vec4<f32>, TC>;
     for (var ci = 0u; ci < p.c_in; ci++) {
-        let xbase = (n * p.c_in + ci) * hw;
+        let xbase = (q.n * p.c_in + ci) * hw;
         let wci = ci * kk;
         for (var ky = 0u; ky < p.k; ky++) {
             let iy = iy0 + i32(ky);
-            let yok = iy >= 0 && iy <= hmax;
-            let xrow = xbase + u32(clamp(iy, 0, hmax)) * p.width;
+            let yok = iy >= zero & iy <= hmax;
+            let xrow = xbase + vec4<u32>(clamp(iy, zero, hmax)) * p.width;
             for (var kx = 0u; kx < p.k; kx++) {
                 let ix = ix0 + i32(kx);
-                let ok = yok && ix >= 0 && ix <= wmax;
-                let xv = select(0.0, in1[xrow + u32(clamp(ix, 0, wmax))], ok);
+                let xv = gather4(xrow + vec4<u32>(clamp(ix, zero, wmax)), yok & ix >= zero & ix <= wmax);
                 let t = wci + ky * p.k + kx;
-                acc += xv * vec4<f32>(in2[w0 + t], in2[w1 + t], in2[w2 + t], in2[w3 + t]);
+                for (var r = 0u; r < TC; r++) {
+                    acc[r] += in2[wr[r] + t] * xv;
+                }
             }
         }
     }
-    if (flat >= p.batch * npix) { return; }
-    for (var r = 0u; r < TC; r++) {
-        let co = co0 + r;
-        if (co >= p.c_out) { break; }
-        var v = p.w_gain * acc[r];
-        if (p.has_bias != 0u) { v += p.b_gain * bias[co]; }
-        out4[(n * p.c_out + co) * npix + pc] = v;
+    for (var j = 0u; j < PPI; j++) {
+        let f = base + j * WG;
+        if (f >= total) { break; }
+        let n = f / npix;
+        let pc = f - n * npix;
+        for (var r = 0u; r < TC; r++) {
+            let co = co0 + r;
+            if (co >= p.c_out) { break; }
+            var v = p.w_gain * acc[r][j];
+            if (p.has_bias != 0u) { v += p.b_gain * bias[co]; }
+            out4[(n * p.c_out + co) * npix + pc] = v;
+        }
     }
 }
 
-// Grid: x (spilling into z) = tiles of WG (image, input pixel) pairs, y = tiles of TC input
-// channels.
+// Grid: x (spilling into z) = tiles of WG * PPI (image, input pixel) pairs, y = tiles of TC
+// input channels.
 @compute @workgroup_size(64)
 fn conv_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_id) lid: vec3<u32>) {
     let ci0 = wid.y * TC;
     if (ci0 >= p.c_in) { return; }
     let hw = p.height * p.width;
-    let flat = (wid.z * nwg.x + wid.x) * WG + lid.x;
-    let fc = min(flat, p.batch * hw - 1u);
-    let n = fc / hw;
-    let pc = fc - n * hw;
-    let iy = pc / p.width;
-    let ix = pc - iy * p.width;
+    let total = p.batch * hw;
+    let base = (wid.z * nwg.x + wid.x) * WG * PPI + lid.x;
+    let q = pairs(base, total, hw, p.width);
     let kk = p.k * p.k;
     let clast = p.c_in - 1u;
-    let c0 = min(ci0, clast) * kk;
-    let c1 = min(ci0 + 1u, clast) * kk;
-    let c2 = min(ci0 + 2u, clast) * kk;
-    let c3 = min(ci0 + 3u, clast) * kk;
+    var cr: array<u32, TC>;
+    for (var r = 0u; r < TC; r++) {
+        cr[r] = min(ci0 + r, clast) * kk;
+    }
     let npix = p.out_h * p.out_w;
     // Output row oy reads input row iy at tap ky when oy * s = iy + pad - ky.
-    let ty0 = i32(iy + p.pad);
-    let tx0 = i32(ix + p.pad);
+    let ty0 = q.y + i32(p.pad);
+    let tx0 = vec4<i32>(q.x) + i32(p.pad);
     let s = i32(p.stride);
-    let ohmax = i32(p.out_h) - 1;
-    let owmax = i32(p.out_w) - 1;
-    var acc = vec4<f32>(0.0);
+    let ohmax = vec4<i32>(i32(p.out_h) - 1);
+    let owmax = vec4<i32>(i32(p.out_w) - 1);
+    let zero = vec4<i32>(0);
+    var acc: array<vec4<f32>, TC>;
     for (var co = 0u; co < p.c_out; co++) {
-        let dbase = (n * p.c_out + co) * npix;
+        let dbase = (q.n * p.c_out + co) * npix;
         let wco = co * p.c_in * kk;
         for (var ky = 0u; ky < p.k; ky++) {
             let ty = ty0 - i32(ky);
             let oy = ty / s;
-            let yok = ty >= 0 && oy * s == ty && oy <= ohmax;
-            let drow = dbase + u32(clamp(oy, 0, ohmax)) * p.out_w;
+            let yok = ty >= zero & oy * s == ty & oy <= ohmax;
+            let drow = dbase + vec4<u32>(clamp(oy, zero, ohmax)) * p.out_w;
             for (var kx = 0u; kx < p.k; kx++) {
                 let tx = tx0 - i32(kx);
                 let ox = tx / s;
-                let ok = yok && tx >= 0 && ox * s == tx && ox <= owmax;
-                let g = select(0.0, in1[drow + u32(clamp(ox, 0, owmax))], ok);
+                let g = gather4(drow + vec4<u32>(clamp(ox, zero, owmax)),
+                                yok & tx >= zero & ox * s == tx & ox <= owmax);
                 let t = wco + ky * p.k + kx;
-                acc += g * vec4<f32>(in2[c0 + t], in2[c1 + t], in2[c2 + t], in2[c3 + t]);
+                for (var r = 0u; r < TC; r++) {
+                    acc[r] += in2[cr[r] + t] * g;
+                }
             }
         }
     }
-    if (flat >= p.batch * hw) { return; }
-    for (var r = 0u; r < TC; r++) {
-        let ci = ci0 + r;
-        if (ci >= p.c_in) { break; }
-        let i = (n * p.c_in + ci) * hw + pc;
-        var v = p.w_gain * acc[r];
-        if (p.accumulate != 0u) { v += out3[i]; }
-        out3[i] = v;
+    for (var j = 0u; j < PPI; j++) {
+        let f = base + j * WG;
+        if (f >= total) { break; }
+        let n = f / hw;
+        let pc = f - n * hw;
+        for (var r = 0u; r < TC; r++) {
+            let ci = ci0 + r;
+            if (ci >= p.c_in) { break; }
+            let i = (n * p.c_in + ci) * hw + pc;
+            var v = p.w_gain * acc[r][j];
+            if (p.accumulate != 0u) { v += out3[i]; }
+            out3[i] = v;
+        }
     }
 }
 
-// One image's term of dW[co, ci, ky, kx]: sum over oy, ox of dY[dbase + oy, ox] X[xbase + ...].
-// Lavapipe (Mesa 22.3) ends every loop of an invocation once the invocation has taken 65535 loop
-// back-edges in all, so rows are summed four pixels per iteration: batch * out_h * (out_w / 4 + 2)
-// back-edges (emoji64 at batch 32: 36 864). `kernels::conv` refuses larger sums on lavapipe.
-fn dw_image(dbase: u32, xbase: u32, ky: u32, kx: u32) -> f32 {
+// One image's term of dW[co + r, ci, ky, kx] for the four output channels of `d` (their dY
+// planes' starts): sum over oy, ox of dY[d[r] + oy, ox] X[xbase + ...]. Lavapipe (Mesa 22.3)
+// ends every loop of an invocation once the invocation has taken 65535 loop back-edges in all,
+// so rows are summed four pixels per iteration: batch * out_h * (out_w / 4 + 2) back-edges
+// (emoji64 at batch 32: 36 864). `kernels::conv` refuses larger sums on lavapipe.
+fn dw_image(d: vec4<u32>, xbase: u32, ky: u32, kx: u32) -> vec4<f32> {
     let hmax = i32(p.height) - 1;
-    var acc = 0.0;
+    var acc = vec4<f32>(0.0);
     for (var oy = 0u; oy < p.out_h; oy++) {
         let iy = i32(oy * p.stride + ky) - i32(p.pad);
         let yok = iy >= 0 && iy <= hmax;
         let xrow = xbase + u32(clamp(iy, 0, hmax)) * p.width;
-        acc += dw_row(dbase + oy * p.out_w, xrow, yok, kx);
+        acc += dw_row(d + oy * p.out_w, xrow, yok, kx);
     }
     return acc;
 }
 
-fn dw_row(drow: u32, xrow: u32, yok: bool, kx: u32) -> f32 {
-    var acc = 0.0;
+fn dw_row(drow: vec4<u32>, xrow: u32, yok: bool, kx: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
     var ox = 0u;
     for (; ox + 4u <= p.out_w; ox += 4u) {
         acc += dw_term(drow, xrow, yok, kx, ox) + dw_term(drow, xrow, yok, kx, ox + 1u)
@@ -181,36 +219,45 @@ fn dw_row(drow: u32, xrow: u32, yok: bool, kx: u32) -> f32 {
     return acc;
 }
 
-fn dw_term(drow: u32, xrow: u32, yok: bool, kx: u32, ox: u32) -> f32 {
+// One X value (a gather) times four dY values (uniform across the workgroup).
+fn dw_term(drow: vec4<u32>, xrow: u32, yok: bool, kx: u32, ox: u32) -> vec4<f32> {
     let wmax = i32(p.width) - 1;
     let ix = i32(ox * p.stride + kx) - i32(p.pad);
     let ok = yok && ix >= 0 && ix <= wmax;
     let xv = select(0.0, in2[xrow + u32(clamp(ix, 0, wmax))], ok);
-    return in1[drow + ox] * xv;
+    let o = drow + ox;
+    return vec4<f32>(in1[o.x], in1[o.y], in1[o.z], in1[o.w]) * xv;
 }
 
-// Grid: x = tiles of WG weights of one output channel (ci, ky, kx), y = output channel.
+// Grid: x = tiles of WG weights of one output channel (ci, ky, kx), y = groups of four output
+// channels (TCW): each X load serves four products.
+const TCW: u32 = 4u;
 @compute @workgroup_size(64)
 fn conv_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let co = wid.y;
+    let co0 = wid.y * TCW;
     let kk = p.k * p.k;
     let per = p.c_in * kk;
     let t = wid.x * WG + lid.x;
-    if (co >= p.c_out || t >= per) { return; }
+    if (co0 >= p.c_out || t >= per) { return; }
     let ci = t / kk;
     let r = t - ci * kk;
     let ky = r / p.k;
     let kx = r - ky * p.k;
     let hw = p.height * p.width;
     let npix = p.out_h * p.out_w;
-    var acc = 0.0;
+    // Channels past c_out repeat the last one (not stored).
+    let co = min(vec4<u32>(co0, co0 + 1u, co0 + 2u, co0 + 3u), vec4<u32>(p.c_out - 1u));
+    var acc = vec4<f32>(0.0);
     for (var n = 0u; n < p.batch; n++) {
         acc += dw_image((n * p.c_out + co) * npix, (n * p.c_in + ci) * hw, ky, kx);
     }
-    let i = co * per + t;
-    var v = p.w_gain * acc;
-    if (p.accumulate != 0u) { v += out3[i]; }
-    out3[i] = v;
+    for (var j = 0u; j < TCW; j++) {
+        if (co0 + j >= p.c_out) { break; }
+        let i = (co0 + j) * per + t;
+        var v = p.w_gain * acc[j];
+        if (p.accumulate != 0u) { v += out3[i]; }
+        out3[i] = v;
+    }
 }
 
 // Tap t of the 1D filter [1, 3, 3, 1] / 8.

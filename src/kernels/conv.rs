@@ -8,7 +8,11 @@ use crate::gpu::{GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Shader, group
 pub use crate::reference::conv::{BLUR_TAPS, ConvShape, blur_down2x_out};
 
 /// Output channels (forward) or input channels (dX) per workgroup: `TC` in the shader.
-const TILE_C: usize = 4;
+const TILE_C: usize = 8;
+/// Output channels per invocation of the weight gradient: `TCW` in the shader.
+const TILE_C_WEIGHT: usize = 4;
+/// (image, pixel) pairs per invocation of the forward and dX kernels: `PPI` in the shader.
+const PAIRS_PER_LANE: usize = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug, Default)]
@@ -89,6 +93,8 @@ pub fn conv2d_forward(
         need("conv2d_forward b", b, s.c_out)?;
         p.has_bias = 1;
     }
+    rec.ctx()
+        .check_loops("conv2d_forward", tap_loops(s.c_in, s.k))?;
     let groups = pixel_groups(s.batch * s.out_height() * s.out_width(), s.c_out)?;
     rec.dispatch(
         k("conv_forward"),
@@ -103,14 +109,22 @@ pub fn conv2d_forward(
     )
 }
 
-/// Workgroups of the per-pixel kernels: tiles of WG (image, pixel) pairs along x (spilling into
-/// z past 65535), tiles of TILE_C channels along y.
+/// Loop back-edges of one invocation of the forward or dX kernel summing over `channels` and
+/// the k x k taps (lavapipe cuts an invocation's loops after 65535: `GpuContext::check_loops`),
+/// with the stores' loops.
+fn tap_loops(channels: usize, k: usize) -> u64 {
+    let k = k as u64;
+    channels as u64 * k * (k + 1) + (PAIRS_PER_LANE * (TILE_C + 1)) as u64
+}
+
+/// Workgroups of the per-pixel kernels: tiles of WG * PAIRS_PER_LANE (image, pixel) pairs along
+/// x (spilling into z past 65535), tiles of TILE_C channels along y.
 fn pixel_groups(pairs: usize, channels: usize) -> GpuResult<[u32; 3]> {
     if pairs == 0 {
         // No images: nothing to dispatch.
         return Ok([0, 0, 0]);
     }
-    let tiles = pairs.div_ceil(WG as usize);
+    let tiles = pairs.div_ceil(WG as usize * PAIRS_PER_LANE);
     let gx = tiles.min(65535);
     Ok([
         u32_of("conv pixel tiles", gx)?,
@@ -134,6 +148,8 @@ pub fn conv2d_backward_input(
     need("conv2d_backward_input dy", dy, s.y_len())?;
     need("conv2d_backward_input w", w, s.w_len())?;
     need("conv2d_backward_input dx", dx, s.x_len())?;
+    rec.ctx()
+        .check_loops("conv2d_backward_input", tap_loops(s.c_out, s.k))?;
     let groups = pixel_groups(s.batch * s.height * s.width, s.c_in)?;
     rec.dispatch(
         k("conv_backward_input"),
@@ -160,14 +176,15 @@ pub fn conv2d_backward_weight(
     need("conv2d_backward_weight x", x, s.x_len())?;
     need("conv2d_backward_weight dw", dw, s.w_len())?;
     // dw_row takes four pixels per iteration (see conv.wgsl on lavapipe's loop limit).
-    let loops = s.batch as u64 * (1 + s.out_height() as u64 * (s.out_width() as u64 / 4 + 2));
+    let loops = s.batch as u64 * (1 + s.out_height() as u64 * (s.out_width() as u64 / 4 + 2))
+        + TILE_C_WEIGHT as u64;
     rec.ctx().check_loops("conv2d_backward_weight", loops)?;
     let groups = [
         u32_of(
             "conv weight tiles",
             (s.c_in * s.k * s.k).div_ceil(WG as usize),
         )?,
-        u32_of("c_out", s.c_out)?,
+        u32_of("c_out tiles", s.c_out.div_ceil(TILE_C_WEIGHT))?,
         1,
     ];
     rec.dispatch(

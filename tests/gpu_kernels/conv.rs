@@ -15,8 +15,10 @@ const FD_TOL: f64 = 1e-3;
 
 /// (batch, c_in, c_out, height, width): odd and small, some with more than 64 pixels, and
 /// workgroups (64 lanes of (image, pixel)) that span several small images.
-const DIMS: [(usize, usize, usize, usize, usize); 8] = [
+const DIMS: [(usize, usize, usize, usize, usize); 9] = [
     (5, 3, 4, 4, 4),
+    // More (image, pixel) pairs than one workgroup's 256, channels not a multiple of 4.
+    (4, 6, 9, 17, 11),
     (1, 1, 1, 1, 1),
     (2, 3, 5, 3, 5),
     (3, 5, 7, 7, 9),
@@ -383,6 +385,78 @@ fn conv_weight_gradient_sums_past_65536_terms() {
     let (_, dw, _) = r::conv2d_backward(&s, &to64(&x), &to64(&w), &to64(&dy));
     // f32 sums of ~70k positive terms against the f64 reference.
     assert_close("conv dW, 69632 terms", &read(&dwb), &dw, 1e-2, 1e-4);
+}
+
+/// Wide convolutions (paper256's discriminator reaches 512 channels): the forward's and dX's
+/// sums over channels and taps, with the per-channel loops of their register tiles, must not
+/// pass lavapipe's 65535 loop back-edges per invocation (they would be cut short, silently).
+#[test]
+fn wide_convolutions_sum_every_channel() {
+    let mut g = rng(14);
+    let s = ConvShape {
+        batch: 2,
+        c_in: 1100,
+        c_out: 1030,
+        height: 3,
+        width: 4,
+        k: 3,
+        stride: 1,
+        w_gain: 1.0 / (1100.0f32 * 9.0).sqrt(),
+        b_gain: 1.0,
+    };
+    // Positive values, so a truncated sum cannot hide behind cancellation.
+    let pos = |v: Vec<f32>| -> Vec<f32> { v.iter().map(|x| x.abs()).collect() };
+    let x = pos(g.normal_vec(s.x_len()));
+    let w = pos(g.normal_vec(s.w_len()));
+    let dy = pos(g.normal_vec(s.y_len()));
+    let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
+    let (yb, dxb) = (zeros(s.y_len()), zeros(s.x_len()));
+    run("conv wide", |rec| {
+        k::conv2d_forward(rec, &s, &xb, &wb, None, &yb).unwrap();
+        k::conv2d_backward_input(rec, &s, &dyb, &wb, &dxb, false).unwrap();
+    });
+    let want = r::conv2d_forward(&s, &to64(&x), &to64(&w), None);
+    assert_close("wide conv forward", &read(&yb), &want, 1e-3, 1e-4);
+    let (dx, _, _) = r::conv2d_backward(&s, &to64(&x), &to64(&w), &to64(&dy));
+    assert_close("wide conv dX", &read(&dxb), &dx, 1e-3, 1e-4);
+}
+
+/// Where the adapter cuts loops short (lavapipe), a forward or dX over so many channels that its
+/// sum would pass the limit is refused with an error naming it; elsewhere it runs.
+#[test]
+fn convolutions_past_the_loop_limit_are_refused_where_loops_are_cut() {
+    let s = ConvShape {
+        batch: 1,
+        c_in: 8000,
+        c_out: 2,
+        height: 2,
+        width: 3,
+        k: 3,
+        stride: 1,
+        w_gain: 0.01,
+        b_gain: 1.0,
+    };
+    let (x, w, y) = (zeros(s.x_len()), zeros(s.w_len()), zeros(s.y_len()));
+    let t = ConvShape {
+        c_in: 2,
+        c_out: 8000,
+        ..s
+    };
+    let (tx, tw, ty) = (zeros(t.x_len()), zeros(t.w_len()), zeros(t.y_len()));
+    let mut rec = inrgan::gpu::Recorder::new(ctx(), "conv past the loop limit");
+    let fwd = k::conv2d_forward(&mut rec, &s, &x, &w, None, &y);
+    let dx = k::conv2d_backward_input(&mut rec, &t, &ty, &tw, &tx, false);
+    if ctx().loop_limit().is_some() {
+        for (what, r) in [("conv2d_forward", fwd), ("conv2d_backward_input", dx)] {
+            let e = r
+                .expect_err("a sum past the loop limit must be refused")
+                .to_string();
+            assert!(e.contains(what) && e.contains("loop"), "{e}");
+        }
+    } else {
+        fwd.unwrap();
+        dx.unwrap();
+    }
 }
 
 /// Where the adapter cuts loops short (lavapipe), a weight gradient whose sum would pass the
