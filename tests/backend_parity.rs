@@ -783,6 +783,28 @@ parity!(fused_block, atol = 2e-4, rtol = 2e-4, |be| {
     Ok(o)
 });
 
+parity!(pack, atol = 0.0, rtol = 0.0, |be| {
+    // The fused blocks' per-image weight packs: parts of 5, 1 and 7 values per image.
+    let mut o = Outs::new();
+    let mut r = rng(110);
+    for batch in [1, 3] {
+        let parts: Vec<(Vec<f32>, usize)> = [5, 1, 7]
+            .iter()
+            .map(|&n| (normal(&mut r, batch * n), n))
+            .collect();
+        let bufs = parts
+            .iter()
+            .map(|(v, n)| Ok((bu(be, v)?, *n)))
+            .collect::<BResult<Vec<_>>>()?;
+        let refs: Vec<_> = bufs.iter().map(|(b, n)| (b, *n)).collect();
+        let y = be.pack(batch, &refs, "pack")?;
+        out(&mut o, be, format!("pack batch {batch}"), &y)?;
+        let one = be.pack(batch, &refs[..1], "pack")?;
+        out(&mut o, be, format!("pack of one part, batch {batch}"), &one)?;
+    }
+    Ok(o)
+});
+
 parity!(blur, atol = 1e-5, rtol = 1e-5, |be| {
     let mut o = Outs::new();
     let mut r = rng(100);

@@ -1579,6 +1579,26 @@ impl CpuBackend {
         let imgp = Ptr(img.as_mut_ptr());
         let outp = out.map(|o| Ptr(o.as_mut_ptr()));
         let (alpha, gain) = (s.alpha, s.gain);
+        // The embeddings are the same for every image: with a batch, computed once (as the
+        // unfused path's `coords_forward`), else per tile.
+        let emb = |a: &Assembly, geo: &r::fused::Geometry, f: usize, q: usize| {
+            let (r, c) = (q / a.cols, q % a.cols);
+            let phi = geo.freqs[2 * f] * geo.xs[c] + geo.freqs[2 * f + 1] * geo.ys[r];
+            (phi.sin(), phi.cos())
+        };
+        let table: Option<Vec<f32>> = match asm {
+            Some((a, geo)) if s.batch > 1 && a.n_freq > 0 => {
+                let mut t = vec![0f32; 2 * a.n_freq * np];
+                let (sin, cos) = t.split_at_mut(a.n_freq * np);
+                for f in 0..a.n_freq {
+                    for q in 0..np {
+                        (sin[f * np + q], cos[f * np + q]) = emb(a, geo, f, q);
+                    }
+                }
+                Some(t)
+            }
+            _ => None,
+        };
         // Per worker: the assembled input, two activation buffers, the tile's RGB.
         let workspace = || (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         self.tasks(
@@ -1610,13 +1630,18 @@ impl CpuBackend {
                             for i in 0..a.c_prev {
                                 xin[i * nt + tt] = feat[(b * a.c_prev + i) * prev_np + src];
                             }
-                            // As the unfused path's embeddings (coords_forward).
-                            let e = &mut xin[a.c_prev * nt..];
-                            for f in 0..a.n_freq {
-                                let phi =
-                                    geo.freqs[2 * f] * geo.xs[c] + geo.freqs[2 * f + 1] * geo.ys[r];
-                                e[f * nt + tt] = phi.sin();
-                                e[(a.n_freq + f) * nt + tt] = phi.cos();
+                            if table.is_none() {
+                                // As the unfused path's embeddings (coords_forward).
+                                let e = &mut xin[a.c_prev * nt..];
+                                for f in 0..a.n_freq {
+                                    (e[f * nt + tt], e[(a.n_freq + f) * nt + tt]) =
+                                        emb(a, geo, f, q);
+                                }
+                            }
+                        }
+                        if let Some(t) = &table {
+                            for (i, row) in xin[a.c_prev * nt..].chunks_exact_mut(nt).enumerate() {
+                                row.copy_from_slice(&t[i * np + t0..i * np + t0 + nt]);
                             }
                         }
                         (xin.as_ptr(), nt)
@@ -2465,6 +2490,28 @@ impl Backend for CpuBackend {
             },
         );
         Ok(())
+    }
+
+    fn pack(&mut self, batch: usize, parts: &[(&CpuBuf, usize)], label: &str) -> BResult<CpuBuf> {
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        let mut guards = Vec::with_capacity(parts.len());
+        for &(b, n) in parts {
+            check::need(label, b.len, batch * n)?;
+            guards.push((rd(label, b)?, n));
+        }
+        let y = self.zeros(batch * total, label)?;
+        {
+            let mut yg = wr(label, &y)?;
+            // One pass: each image's row is its parts side by side.
+            self.rows(&mut yg[..batch * total], total, batch * total, |b, row| {
+                let mut at = 0;
+                for (g, n) in &guards {
+                    row[at..at + n].copy_from_slice(&g[b * n..(b + 1) * n]);
+                    at += n;
+                }
+            });
+        }
+        Ok(y)
     }
 
     fn has_fused(&self) -> bool {

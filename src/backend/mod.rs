@@ -405,6 +405,36 @@ pub trait Backend {
     // ---- derived: the same for both backends ----
 
     /// `y = x[..n]` (a channel slice of one plane).
+    /// Per-image packs `y[b] = [parts[0][b] | parts[1][b] | ...]` (`parts`: a buffer of
+    /// `batch * n` values and its `n`): the fused blocks' weight packs. The default concatenates
+    /// pairwise (each step copies the pack so far); backends may do it in one pass.
+    fn pack(
+        &mut self,
+        batch: usize,
+        parts: &[(&Self::Buf, usize)],
+        label: &str,
+    ) -> BResult<Self::Buf> {
+        let Some((&(first, n0), rest)) = parts.split_first() else {
+            return self.zeros(0, label);
+        };
+        let mut pack = self.zeros(batch * n0, label)?;
+        self.copy(first, &pack, batch * n0)?;
+        let mut len = n0;
+        for &(part, n) in rest {
+            let y = self.zeros(batch * (len + n), label)?;
+            let cat = ConcatShape {
+                batch,
+                c1: len,
+                c2: n,
+                pixels: 1,
+                broadcast: false,
+            };
+            self.concat_channels(&cat, &pack, part, &y)?;
+            pack = y;
+            len += n;
+        }
+        Ok(pack)
+    }
     fn copy(&mut self, x: &Self::Buf, y: &Self::Buf, n: usize) -> BResult<()> {
         let s = SliceShape {
             batch: 1,

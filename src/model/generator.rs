@@ -966,63 +966,50 @@ impl Generator {
         keep_out: bool,
     ) -> BResult<Option<B::Buf>> {
         let batch = s.batch;
-        // (buffer, values per image) of a growing pack.
-        fn push<B: Backend>(
-            be: &mut B,
-            pack: Option<(B::Buf, usize)>,
-            batch: usize,
-            next: B::Buf,
-            n: usize,
-        ) -> BResult<Option<(B::Buf, usize)>> {
-            Ok(Some(match pack {
-                None => (next, n),
-                Some((buf, len)) => {
-                    let y = be.zeros(batch * (len + n), "fused pack")?;
-                    let cat = ConcatShape {
-                        batch,
-                        c1: len,
-                        c2: n,
-                        pixels: 1,
-                        broadcast: false,
-                    };
-                    be.concat_channels(&cat, &buf, &next, &y)?;
-                    (y, len + n)
-                }
-            }))
-        }
-        let (mut wpack, mut bpack, mut rwpack, mut rbpack) = (None, None, None, None);
+        // Per layer: (buffer, values per image) of each pack's parts.
+        let (mut ws, mut bs, mut rws, mut rbs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for l in &lv.layers {
             let (_, wb, _) = self.modulated_weight(be, p, w, l, batch)?;
-            wpack = push(be, wpack, batch, wb, l.c_out * l.c_in)?;
-            let bias = be.zeros(l.c_out, "fused bias")?;
-            be.copy(&p.bufs[l.bias], &bias, l.c_out)?;
-            bpack = push(be, bpack, 1, bias, l.c_out)?;
+            ws.push((wb, l.c_out * l.c_in));
+            bs.push((l.bias, l.c_out));
             if let Some(ri) = l.rgb {
                 let rl = &self.rgbs[ri];
                 let (_, wr) = self.rgb_weight(be, p, w, rl, batch)?;
-                rwpack = push(be, rwpack, batch, wr, 3 * rl.c_in)?;
-                let rb = be.zeros(3, "fused rgb bias")?;
-                be.copy(&p.bufs[rl.bias], &rb, 3)?;
-                rbpack = push(be, rbpack, 1, rb, 3)?;
+                rws.push((wr, 3 * rl.c_in));
+                rbs.push((rl.bias, 3));
             }
         }
-        let (Some((wpack, _)), Some((bpack, _))) = (wpack, bpack) else {
+        if ws.is_empty() {
             return Err(GpuError::Shape("a fused block without layers".into()));
+        }
+        fn parts<T>(v: &[(T, usize)]) -> Vec<(&T, usize)> {
+            v.iter().map(|(b, n)| (b, *n)).collect()
+        }
+        let params = |v: &[(usize, usize)]| -> Vec<(&B::Buf, usize)> {
+            v.iter().map(|&(i, n)| (&p.bufs[i], n)).collect()
+        };
+        let wpack = be.pack(batch, &parts(&ws), "fused weights")?;
+        let bpack = be.pack(1, &params(&bs), "fused bias")?;
+        let (rwpack, rbpack) = if rws.is_empty() {
+            (None, None)
+        } else {
+            (
+                Some(be.pack(batch, &parts(&rws), "fused rgb weights")?),
+                Some(be.pack(1, &params(&rbs), "fused rgb bias")?),
+            )
         };
         let out = if keep_out {
             Some(be.zeros(batch * s.c_last() * s.pixels, "fused features")?)
         } else {
             None
         };
-        let rw = rwpack.map(|x| x.0);
-        let rb = rbpack.map(|x| x.0);
         be.fused_level_forward(
             s,
             input,
             &wpack,
             &bpack,
-            rw.as_ref().unwrap_or(&bpack),
-            rb.as_ref().unwrap_or(&bpack),
+            rwpack.as_ref().unwrap_or(&bpack),
+            rbpack.as_ref().unwrap_or(&bpack),
             img,
             out.as_ref(),
         )?;
