@@ -316,39 +316,48 @@ fn w_avg_tracks_the_batch_mean_and_truncation_pulls_towards_it() {
 
 /// The fused inference path (one dispatch per scale block) against the unfused kernels that
 /// training uses, on the training grid and on an extrapolation window, batch 2.
+/// `render_plan` (fused blocks where the backend has them) against the training path's layer by
+/// layer forward, for two images over three plans (the training grid, a window outside the
+/// square, a superresolved square).
+fn fused_matches_unfused<B: Backend>(be: &mut B, name: &str, seed: u64, tol: f32) {
+    let cfg = ModelConfig::preset(name).unwrap();
+    let g = Generator::new(&cfg);
+    assert!(be.has_fused());
+    let p = ParamSet::init(be, g.specs(), seed).unwrap();
+    let batch = 2;
+    let z: Vec<f32> = (0..batch as u64).flat_map(|s| g.latent(s + 1)).collect();
+    let w = g.map_truncated(be, &p, &z, batch, 1.0).unwrap();
+    for plan in [
+        g.training_plan(),
+        g.window_plan([-3.0, 2.5, -1.5, 4.0], 21, 19).unwrap(),
+        g.window_plan(TRAINING_WINDOW, 75, 75).unwrap(),
+    ] {
+        let fused = g.render_plan(be, &p, &w, batch, &plan).unwrap();
+        let wb = be.upload(&w, "w").unwrap();
+        let tape = g.synthesize(be, &p, &wb, batch, &plan).unwrap();
+        let unfused = be.read(tape.img()).unwrap();
+        assert_eq!(fused.len(), unfused.len());
+        let worst = fused
+            .iter()
+            .zip(&unfused)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < tol,
+            "{name} on {}: fused and unfused differ by {worst}",
+            be.name()
+        );
+        assert_ne!(fused, vec![0.0; fused.len()]);
+    }
+}
+
 #[test]
 fn fused_blocks_match_the_unfused_layers() {
     // emoji64: a 5x256 block, the longest that stays under lavapipe's loop limit.
     for (name, seed) in [("tiny", 11), ("emoji32", 5), ("emoji64", 6)] {
-        let cfg = ModelConfig::preset(name).unwrap();
-        let g = Generator::new(&cfg);
         let mut be = GpuBackend::new(ctx());
         be.set_fused(true);
-        assert!(be.has_fused());
-        let p = ParamSet::init(&mut be, g.specs(), seed).unwrap();
-        let batch = 2;
-        let w = ws(&g, &mut be, &p, batch);
-        let r = g.cfg.resolution;
-        for plan in [
-            g.training_plan(),
-            g.window_plan([-3.0, 2.5, -1.5, 4.0], 21, 19).unwrap(),
-        ] {
-            let fused = g.render_plan(&mut be, &p, &w, batch, &plan).unwrap();
-            let wb = be.upload(&w, "w").unwrap();
-            let tape = g.synthesize(&mut be, &p, &wb, batch, &plan).unwrap();
-            let unfused = be.read(tape.img()).unwrap();
-            assert_eq!(fused.len(), unfused.len());
-            let worst = fused
-                .iter()
-                .zip(&unfused)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                worst < 2e-4,
-                "{name} at {r}: fused and unfused differ by {worst}"
-            );
-            assert_ne!(fused, vec![0.0; fused.len()]);
-        }
+        fused_matches_unfused(&mut be, name, seed, 2e-4);
     }
 }
 
@@ -415,33 +424,10 @@ fn strips_are_sized_by_the_path_the_backend_takes() {
 
 #[test]
 fn cpu_fused_blocks_match_the_unfused_layers() {
-    // The CPU backend's fused blocks (tiles of pixels through every layer), as the GPU's above.
+    // The CPU backend's fused blocks (tiles of pixels through every layer).
     for (name, seed) in [("tiny", 11), ("emoji32", 5), ("emoji64", 6)] {
-        let cfg = ModelConfig::preset(name).unwrap();
-        let g = Generator::new(&cfg);
         let mut be = inrgan::backend::cpu::CpuBackend::new().unwrap();
         be.set_fused(true);
-        let p = ParamSet::init(&mut be, g.specs(), seed).unwrap();
-        let batch = 2;
-        let z: Vec<f32> = (0..batch as u64).flat_map(|s| g.latent(s + 1)).collect();
-        let w = g.map_truncated(&mut be, &p, &z, batch, 1.0).unwrap();
-        for plan in [
-            g.training_plan(),
-            g.window_plan([-3.0, 2.5, -1.5, 4.0], 21, 19).unwrap(),
-            g.window_plan(TRAINING_WINDOW, 75, 75).unwrap(),
-        ] {
-            let fused = g.render_plan(&mut be, &p, &w, batch, &plan).unwrap();
-            let wb = be.upload(&w, "w").unwrap();
-            let tape = g.synthesize(&mut be, &p, &wb, batch, &plan).unwrap();
-            let unfused = be.read(tape.img()).unwrap();
-            assert_eq!(fused.len(), unfused.len());
-            let worst = fused
-                .iter()
-                .zip(&unfused)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-4, "{name}: fused and unfused differ by {worst}");
-            assert_ne!(fused, vec![0.0; fused.len()]);
-        }
+        fused_matches_unfused(&mut be, name, seed, 1e-4);
     }
 }

@@ -646,23 +646,13 @@ pub(in crate::backend) mod check {
         Ok(())
     }
 
-    /// The lengths of a fused block's input: dense `x`, or an assembly with its previous
-    /// features and geometry.
-    pub enum FusedLens<'a> {
-        Dense(usize),
-        Assembled {
-            a: &'a Assembly,
-            feat: Option<usize>,
-            geom: usize,
-        },
-    }
-
     /// [`Backend::fused_level_forward`] (the checks of `kernels::fused::level_forward`, without
-    /// the GPU's width and loop limits).
+    /// the GPU's width and loop limits); `len` gives a buffer's length.
     #[allow(clippy::too_many_arguments)]
-    pub fn fused(
+    pub fn fused<T>(
         s: &FusedShape,
-        input: FusedLens<'_>,
+        input: &FusedInput<'_, T>,
+        len: impl Fn(&T) -> usize,
         w: usize,
         bias: usize,
         rgbw: usize,
@@ -679,24 +669,26 @@ pub(in crate::backend) mod check {
         if s.batch == 0 || s.pixels == 0 {
             return Ok(false);
         }
-        match input {
-            FusedLens::Dense(x) => {
+        match *input {
+            FusedInput::Dense(x) => {
                 let xlen = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
-                need("fused x", x, xlen)?;
+                need("fused x", len(x), xlen)?;
             }
-            FusedLens::Assembled { a, feat, geom } => {
+            FusedInput::Assembled { a, feat, geom } => {
                 if a.c_in() != s.c_in || a.rows * a.cols != s.pixels || a.cols == 0 {
                     return Err(shape_err(format!(
                         "fused assembly {a:?} does not match {} channels at {} pixels",
                         s.c_in, s.pixels
                     )));
                 }
-                need("fused geometry", geom, a.geometry_len())?;
+                need("fused geometry", len(geom), a.geometry_len())?;
                 match (a.c_prev, feat) {
                     (0, _) => {}
-                    (c, Some(f)) => {
-                        need("fused features", f, s.batch * c * a.prev_rows * a.prev_cols)?
-                    }
+                    (c, Some(f)) => need(
+                        "fused features",
+                        len(f),
+                        s.batch * c * a.prev_rows * a.prev_cols,
+                    )?,
                     (_, None) => {
                         return Err(shape_err("fused assembly: previous features missing"));
                     }
@@ -2534,17 +2526,10 @@ impl Backend for CpuBackend {
         img: &CpuBuf,
         out: Option<&CpuBuf>,
     ) -> BResult<()> {
-        let lens = match &input {
-            FusedInput::Dense(x) => check::FusedLens::Dense(x.len),
-            FusedInput::Assembled { a, feat, geom } => check::FusedLens::Assembled {
-                a,
-                feat: feat.map(|f| f.len),
-                geom: geom.len,
-            },
-        };
         if !check::fused(
             s,
-            lens,
+            &input,
+            |b: &CpuBuf| b.len,
             w.len,
             bias.len,
             rgbw.len,

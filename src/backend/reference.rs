@@ -410,17 +410,10 @@ impl Backend for RefBackend {
         img: &RefBuf,
         out: Option<&RefBuf>,
     ) -> BResult<()> {
-        let lens = match &input {
-            FusedInput::Dense(x) => check::FusedLens::Dense(x.len),
-            FusedInput::Assembled { a, feat, geom } => check::FusedLens::Assembled {
-                a,
-                feat: feat.map(|f| f.len),
-                geom: geom.len,
-            },
-        };
         if !check::fused(
             s,
-            lens,
+            &input,
+            |b: &RefBuf| b.len,
             w.len,
             bias.len,
             rgbw.len,
