@@ -52,6 +52,9 @@ const COL_BUDGET: usize = 1 << 18;
 /// Values of one activation buffer of a fused block's tile (512 KiB of `f32`: the tile's
 /// input and activations stay in L2).
 const FUSED_TILE_VALUES: usize = 1 << 17;
+/// Output pixels from which a stride-1 convolution's forward skips im2col
+/// ([`CpuBackend::conv_forward_shifted`]; smaller maps are batched instead).
+const SHIFTED_MIN_PIXELS: usize = 256;
 /// Most images side by side in one block of a convolution over small maps (measured on
 /// emoji32's discriminator at batch 32: 8 beats 2 and the whole batch).
 const CONV_GROUP_MAX: usize = 8;
@@ -1152,6 +1155,9 @@ impl CpuBackend {
         let (h, wd, k) = (s.height, s.width, s.k);
         let hw_out = s.out_height() * s.out_width();
         let ckk = s.c_in * k * k;
+        if k > 1 && s.stride == 1 && hw_out >= SHIFTED_MIN_PIXELS {
+            return self.conv_forward_shifted(s, x, w, b, y);
+        }
         let direct = k == 1 && s.stride == 1;
         let pb = Self::pixel_block(ckk);
         let g = Self::image_group(pb, hw_out);
@@ -1262,6 +1268,93 @@ impl CpuBackend {
                             let bv = bias(co);
                             let row = std::slice::from_raw_parts_mut(yp.at(yo + co * hw_out), np);
                             row.iter_mut().for_each(|v| *v += bv);
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    /// A stride-1 convolution without im2col: each image is copied once with its zero border
+    /// (`xp`, rows `wp = width + k - 1` long), and each of the k*k taps is one product of the
+    /// tap's weights with `xp` shifted by the tap, summed into an output of padded rows (the
+    /// last k - 1 values of each row are discarded). The products read the image where it lies
+    /// instead of an im2col copy k*k times its size.
+    fn conv_forward_shifted(
+        &self,
+        s: &ConvShape,
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let (h, wd, k, pad) = (s.height, s.width, s.k, s.pad());
+        let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
+        let (hw, kk) = (h * wd, k * k);
+        // Output positions in padded rows: the last row needs only its `wd` values (so the
+        // shifted reads stay inside `xp`).
+        let npp = (h - 1) * wp + wd;
+        let cob = if s.batch < 2 * self.threads {
+            CONV_CO_BLOCK.min(s.c_out)
+        } else {
+            s.c_out
+        };
+        let coblocks = s.c_out.div_ceil(cob);
+        let yptr = Ptr(y.as_mut_ptr());
+        let work = s.batch * hw * s.c_out * s.c_in * kk;
+        let tasks = (0..s.batch * coblocks).collect();
+        let workspace = || (Vec::new(), Vec::new());
+        self.tasks(
+            tasks,
+            work,
+            workspace,
+            |(xp, acc): &mut (Vec<f32>, Vec<f32>), t| {
+                let (n, co0) = (t / coblocks, (t % coblocks) * cob);
+                let nco = cob.min(s.c_out - co0);
+                let xp = scratch(xp, s.c_in * hp * wp);
+                xp.fill(0.0);
+                let xn = &x[n * s.c_in * hw..(n + 1) * s.c_in * hw];
+                for (plane, src) in xp.chunks_exact_mut(hp * wp).zip(xn.chunks_exact(hw)) {
+                    for (r, row) in src.chunks_exact(wd).enumerate() {
+                        plane[(r + pad) * wp + pad..][..wd].copy_from_slice(row);
+                    }
+                }
+                let acc = scratch(acc, nco * npp);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        // SAFETY: the tap's weights (rows ckk apart, columns kk apart) and `xp`
+                        // from the tap's shift (npp values a row, rows hp * wp apart) lie within
+                        // their lengths; `acc` is this worker's own.
+                        unsafe {
+                            sgemm(
+                                nco,
+                                s.c_in,
+                                npp,
+                                s.w_gain,
+                                w[co0 * s.c_in * kk + ky * k + kx..].as_ptr(),
+                                (s.c_in * kk) as isize,
+                                kk as isize,
+                                xp[ky * wp + kx..].as_ptr(),
+                                (hp * wp) as isize,
+                                1,
+                                if ky + kx == 0 { 0.0 } else { 1.0 },
+                                acc.as_mut_ptr(),
+                                npp as isize,
+                                1,
+                            )
+                        };
+                    }
+                }
+                for co in 0..nco {
+                    let bv = b.map_or(0.0, |b| s.b_gain * b[co0 + co]);
+                    // SAFETY: within Y; each task writes its own (image, channel block).
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(yptr.at((n * s.c_out + co0 + co) * hw), hw)
+                    };
+                    for (r, row) in dst.chunks_exact_mut(wd).enumerate() {
+                        let src = &acc[co * npp + r * wp..][..wd];
+                        for (d, &v) in row.iter_mut().zip(src) {
+                            *d = v + bv;
                         }
                     }
                 }
