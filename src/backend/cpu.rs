@@ -52,8 +52,8 @@ const COL_BUDGET: usize = 1 << 18;
 /// Values of one activation buffer of a fused block's tile (512 KiB of `f32`: the tile's
 /// input and activations stay in L2).
 const FUSED_TILE_VALUES: usize = 1 << 17;
-/// Output pixels from which a stride-1 convolution's forward skips im2col
-/// ([`CpuBackend::conv_forward_shifted`]; smaller maps are batched instead).
+/// Output pixels from which a stride-1 convolution's forward and dX skip im2col
+/// ([`CpuBackend::conv_shifted`]; smaller maps are batched instead).
 const SHIFTED_MIN_PIXELS: usize = 256;
 /// Most images side by side in one block of a convolution over small maps (measured on
 /// emoji32's discriminator at batch 32: 8 beats 2 and the whole batch).
@@ -1156,7 +1156,21 @@ impl CpuBackend {
         let hw_out = s.out_height() * s.out_width();
         let ckk = s.c_in * k * k;
         if k > 1 && s.stride == 1 && hw_out >= SHIFTED_MIN_PIXELS {
-            return self.conv_forward_shifted(s, x, w, b, y);
+            let yp = Ptr(y.as_mut_ptr());
+            self.conv_shifted(s, x, w, false, |n, co, r, row| {
+                let bv = b.map_or(0.0, |b| s.b_gain * b[co]);
+                // SAFETY: within Y; each task writes its own (image, channel block).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        yp.at((n * s.c_out + co) * hw_out + r * s.width),
+                        s.width,
+                    )
+                };
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d = v + bv;
+                }
+            });
+            return;
         }
         let direct = k == 1 && s.stride == 1;
         let pb = Self::pixel_block(ckk);
@@ -1275,66 +1289,86 @@ impl CpuBackend {
         );
     }
 
-    /// A stride-1 convolution without im2col: each image is copied once with its zero border
-    /// (`xp`, rows `wp = width + k - 1` long), and each of the k*k taps is one product of the
-    /// tap's weights with `xp` shifted by the tap, summed into an output of padded rows (the
-    /// last k - 1 values of each row are discarded). The products read the image where it lies
-    /// instead of an im2col copy k*k times its size.
-    fn conv_forward_shifted(
+    /// A stride-1 convolution without im2col: each image of `src` (`c_src` planes) is copied
+    /// once with its zero border (`xp`, rows `wp = width + k - 1` long), and each of the k*k
+    /// taps is one product of the tap's weights with `xp` shifted by the tap, summed into
+    /// `c_dst` outputs of padded rows; `finish(image, channel, row, its values)`
+    /// stores each output row (its first `width` values; the rest of a padded row is
+    /// discarded). The products read the image where it lies instead of an im2col copy k*k
+    /// times its size. The forward uses W as stored; dX (the transposed convolution) the same
+    /// weights transposed and the taps mirrored.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_shifted(
         &self,
         s: &ConvShape,
-        x: &[f32],
+        src: &[f32],
         w: &[f32],
-        b: Option<&[f32]>,
-        y: &mut [f32],
+        transposed: bool,
+        finish: impl Fn(usize, usize, usize, &[f32]) + Sync + Send,
     ) {
         let (h, wd, k, pad) = (s.height, s.width, s.k, s.pad());
         let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
         let (hw, kk) = (h * wd, k * k);
+        let (c_src, c_dst) = if transposed {
+            (s.c_out, s.c_in)
+        } else {
+            (s.c_in, s.c_out)
+        };
         // Output positions in padded rows: the last row needs only its `wd` values (so the
         // shifted reads stay inside `xp`).
         let npp = (h - 1) * wp + wd;
-        let cob = if s.batch < 2 * self.threads {
-            CONV_CO_BLOCK.min(s.c_out)
+        let cb = if s.batch < 2 * self.threads {
+            CONV_CO_BLOCK.min(c_dst)
         } else {
-            s.c_out
+            c_dst
         };
-        let coblocks = s.c_out.div_ceil(cob);
-        let yptr = Ptr(y.as_mut_ptr());
+        let blocks = c_dst.div_ceil(cb);
         let work = s.batch * hw * s.c_out * s.c_in * kk;
-        let tasks = (0..s.batch * coblocks).collect();
+        let tasks = (0..s.batch * blocks).collect();
         let workspace = || (Vec::new(), Vec::new());
         self.tasks(
             tasks,
             work,
             workspace,
             |(xp, acc): &mut (Vec<f32>, Vec<f32>), t| {
-                let (n, co0) = (t / coblocks, (t % coblocks) * cob);
-                let nco = cob.min(s.c_out - co0);
-                let xp = scratch(xp, s.c_in * hp * wp);
+                let (n, c0) = (t / blocks, (t % blocks) * cb);
+                let nc = cb.min(c_dst - c0);
+                let xp = scratch(xp, c_src * hp * wp);
                 xp.fill(0.0);
-                let xn = &x[n * s.c_in * hw..(n + 1) * s.c_in * hw];
-                for (plane, src) in xp.chunks_exact_mut(hp * wp).zip(xn.chunks_exact(hw)) {
-                    for (r, row) in src.chunks_exact(wd).enumerate() {
+                let xn = &src[n * c_src * hw..(n + 1) * c_src * hw];
+                for (plane, sp) in xp.chunks_exact_mut(hp * wp).zip(xn.chunks_exact(hw)) {
+                    for (r, row) in sp.chunks_exact(wd).enumerate() {
                         plane[(r + pad) * wp + pad..][..wd].copy_from_slice(row);
                     }
                 }
-                let acc = scratch(acc, nco * npp);
+                let acc = scratch(acc, nc * npp);
                 for ky in 0..k {
                     for kx in 0..k {
-                        // SAFETY: the tap's weights (rows ckk apart, columns kk apart) and `xp`
-                        // from the tap's shift (npp values a row, rows hp * wp apart) lie within
-                        // their lengths; `acc` is this worker's own.
+                        // Forward: A(co, ci) = W[co, ci, ky, kx], read at the tap's shift. dX:
+                        // A(ci, co) = W[co, ci, ky, kx], read at the mirrored shift.
+                        let (a0, rsa, csa, shift) = if transposed {
+                            let shift = (k - 1 - ky) * wp + (k - 1 - kx);
+                            (c0 * kk + ky * k + kx, kk, s.c_in * kk, shift)
+                        } else {
+                            (
+                                c0 * s.c_in * kk + ky * k + kx,
+                                s.c_in * kk,
+                                kk,
+                                ky * wp + kx,
+                            )
+                        };
+                        // SAFETY: the tap's weights and `xp` from the shift (npp values a row,
+                        // rows hp * wp apart) lie within their lengths; `acc` is this worker's own.
                         unsafe {
                             sgemm(
-                                nco,
-                                s.c_in,
+                                nc,
+                                c_src,
                                 npp,
                                 s.w_gain,
-                                w[co0 * s.c_in * kk + ky * k + kx..].as_ptr(),
-                                (s.c_in * kk) as isize,
-                                kk as isize,
-                                xp[ky * wp + kx..].as_ptr(),
+                                w[a0..].as_ptr(),
+                                rsa as isize,
+                                csa as isize,
+                                xp[shift..].as_ptr(),
                                 (hp * wp) as isize,
                                 1,
                                 if ky + kx == 0 { 0.0 } else { 1.0 },
@@ -1345,17 +1379,9 @@ impl CpuBackend {
                         };
                     }
                 }
-                for co in 0..nco {
-                    let bv = b.map_or(0.0, |b| s.b_gain * b[co0 + co]);
-                    // SAFETY: within Y; each task writes its own (image, channel block).
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(yptr.at((n * s.c_out + co0 + co) * hw), hw)
-                    };
-                    for (r, row) in dst.chunks_exact_mut(wd).enumerate() {
-                        let src = &acc[co * npp + r * wp..][..wd];
-                        for (d, &v) in row.iter_mut().zip(src) {
-                            *d = v + bv;
-                        }
+                for c in 0..nc {
+                    for r in 0..h {
+                        finish(n, c0 + c, r, &acc[c * npp + r * wp..][..wd]);
                     }
                 }
             },
@@ -1373,6 +1399,19 @@ impl CpuBackend {
         let (h, wd, k) = (s.height, s.width, s.k);
         let (hw, hw_out) = (h * wd, s.out_height() * s.out_width());
         let (kk, ckk) = (k * k, s.c_in * k * k);
+        if k > 1 && s.stride == 1 && hw_out >= SHIFTED_MIN_PIXELS {
+            let dxp = Ptr(dx.as_mut_ptr());
+            self.conv_shifted(s, dy, w, true, |n, ci, r, row| {
+                // SAFETY: within dX; each task writes its own (image, channel block).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(dxp.at((n * s.c_in + ci) * hw + r * wd), wd)
+                };
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d = if acc { *d + v } else { v };
+                }
+            });
+            return;
+        }
         let direct = k == 1 && s.stride == 1;
         let cib = CONV_CI_BLOCK.min(s.c_in);
         let g = Self::image_group(Self::pixel_block(cib * kk), hw_out);
