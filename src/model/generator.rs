@@ -661,9 +661,10 @@ impl Generator {
         self.synthesize_inner(be, p, ws, batch, plan, false)
     }
 
-    /// [`Generator::synthesize_levels`] for inference only: where the backend has the fused
-    /// kernel, each scale block runs in one pass and keeps only its last features, so the tape
-    /// serves [`SynthTape::img`] but not the backward.
+    /// [`Generator::synthesize_levels`] for forwards no backward runs through (renders, the
+    /// fakes of training's D phase): where the backend has fused blocks, each scale block runs
+    /// in one pass and keeps only its last features, so the tape serves [`SynthTape::img`] but
+    /// not the backward.
     pub fn synthesize_fast<B: Backend>(
         &self,
         be: &mut B,
