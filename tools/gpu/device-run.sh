@@ -1,13 +1,13 @@
 #!/bin/bash
 # One prepared run for a lent GPU machine (see ../../BENCHMARKS.md, "On a GPU"): the adapter,
-# the benchmark suite, the PyTorch peer side by side, and a training run of the built-in model
+# the kernel tests on it, the benchmark suite, the PyTorch peer side by side, and a training run of the built-in model
 # through wgpu on that GPU, each writing under $OUT. Try it here first on lavapipe:
 #   OUT=/tmp/gpu-out TRAIN_S=30 BENCH_BUDGET=2 PEER_SIZES=64,128 tools/gpu/device-run.sh
 # On the device machine (Vulkan loaders carried in .gl, as the device tool's README says):
 #   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; OUT=$OUT tools/gpu/device-run.sh
 set -uo pipefail
 OUT=${OUT:-out/gpu}
-TRAIN_S=${TRAIN_S:-480}          # seconds of training (the issue allows about 9 minutes)
+TRAIN_S=${TRAIN_S:-420}          # seconds of training (the rest of a 15-minute loan)
 BENCH_BUDGET=${BENCH_BUDGET:-5}  # seconds per generator frame before sizes are estimated
 PEER_SIZES=${PEER_SIZES:-128,256,512,1024}
 DATA=${DATA:-emoji:smileys}
@@ -22,6 +22,12 @@ B=target/release/inrgan
 log adapter
 $B gpu 2>&1 | tee "$OUT/gpu.txt"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>/dev/null | tee -a "$OUT/gpu.txt"
+
+# Every kernel against its reference (odd shapes, finite differences) and the backends' parity,
+# on this adapter: so far they have run only on lavapipe.
+log "tests: kernels, backend parity, generator on this adapter"
+cargo test --release --test gpu_kernels --test backend_parity --test generator 2>&1 \
+    | grep -E "^test |test result|panicked|FAILED" | tee "$OUT/tests.txt" | tail -8
 
 log "bench: generator frames and training, both backends"
 target/release/bench --suite generator --budget "$BENCH_BUDGET" --json "$OUT/bench-generator.json" 2>&1 \
