@@ -54,6 +54,22 @@ fn params(s: &MbstdShape) -> GpuResult<Option<Params>> {
     }))
 }
 
+/// Every mbstd operation is two dispatches: a statistics pass over the `[M, F]` group values
+/// (one workgroup each), then an elementwise pass over `n` values that reads them.
+fn two_pass(
+    rec: &mut Recorder,
+    s: &MbstdShape,
+    p: &Params,
+    stat: (&'static str, &[&GpuBuffer<f32>]),
+    then: (&'static str, &[&GpuBuffer<f32>], usize),
+) -> GpuResult<()> {
+    fn raw<'b>(b: &[&'b GpuBuffer<f32>]) -> Vec<Option<&'b wgpu::Buffer>> {
+        b.iter().map(|b| Some(b.raw())).collect()
+    }
+    rec.dispatch(k(stat.0), p, &raw(stat.1), groups_1d(s.stat_len(), 1))?;
+    rec.dispatch(k(then.0), p, &raw(then.1), groups_1d(then.2, WG))
+}
+
 /// `y [N, C + F, H, W] = concat(x, stat)`, with the statistics `[M, F]` left in `stat_scratch`.
 pub fn mbstd_forward(
     rec: &mut Recorder,
@@ -68,17 +84,12 @@ pub fn mbstd_forward(
     need("mbstd_forward x", x, s.x_len())?;
     need("mbstd_forward stat_scratch", stat_scratch, s.stat_len())?;
     need("mbstd_forward y", y, s.y_len())?;
-    rec.dispatch(
-        k("mbstd_stat"),
+    two_pass(
+        rec,
+        s,
         &p,
-        &[Some(x.raw()), Some(stat_scratch.raw())],
-        groups_1d(s.stat_len(), 1),
-    )?;
-    rec.dispatch(
-        k("mbstd_concat"),
-        &p,
-        &[Some(x.raw()), Some(stat_scratch.raw()), Some(y.raw())],
-        groups_1d(s.y_len(), WG),
+        ("mbstd_stat", &[x, stat_scratch]),
+        ("mbstd_concat", &[x, stat_scratch, y], s.y_len()),
     )
 }
 
@@ -99,22 +110,16 @@ pub fn mbstd_backward(
     need("mbstd_backward dy", dy, s.y_len())?;
     need("mbstd_backward dstat_scratch", dstat_scratch, s.stat_len())?;
     need("mbstd_backward dx", dx, s.x_len())?;
-    rec.dispatch(
-        k("mbstd_backward_stat"),
+    two_pass(
+        rec,
+        s,
         &p,
-        &[Some(dy.raw()), Some(dstat_scratch.raw())],
-        groups_1d(s.stat_len(), 1),
-    )?;
-    rec.dispatch(
-        k("mbstd_backward_input"),
-        &p,
-        &[
-            Some(x.raw()),
-            Some(dy.raw()),
-            Some(dstat_scratch.raw()),
-            Some(dx.raw()),
-        ],
-        groups_1d(s.x_len(), WG),
+        ("mbstd_backward_stat", &[dy, dstat_scratch]),
+        (
+            "mbstd_backward_input",
+            &[x, dy, dstat_scratch, dx],
+            s.x_len(),
+        ),
     )
 }
 
@@ -135,17 +140,12 @@ pub fn mbstd_jvp(
     need("mbstd_jvp xdot", xdot, s.x_len())?;
     need("mbstd_jvp stat_scratch", stat_scratch, s.stat_len())?;
     need("mbstd_jvp ydot", ydot, s.y_len())?;
-    rec.dispatch(
-        k("mbstd_jvp_stat"),
+    two_pass(
+        rec,
+        s,
         &p,
-        &[Some(x.raw()), Some(xdot.raw()), Some(stat_scratch.raw())],
-        groups_1d(s.stat_len(), 1),
-    )?;
-    rec.dispatch(
-        k("mbstd_concat"),
-        &p,
-        &[Some(xdot.raw()), Some(stat_scratch.raw()), Some(ydot.raw())],
-        groups_1d(s.y_len(), WG),
+        ("mbstd_jvp_stat", &[x, xdot, stat_scratch]),
+        ("mbstd_concat", &[xdot, stat_scratch, ydot], s.y_len()),
     )
 }
 
@@ -173,21 +173,15 @@ pub fn mbstd_backward_jvp(
         s.stat_len(),
     )?;
     need("mbstd_backward_jvp dxdot", dxdot, s.x_len())?;
-    rec.dispatch(
-        k("mbstd_backward_stat"),
+    two_pass(
+        rec,
+        s,
         &p,
-        &[Some(dy.raw()), Some(dstat_scratch.raw())],
-        groups_1d(s.stat_len(), 1),
-    )?;
-    rec.dispatch(
-        k("mbstd_backward_jvp"),
-        &p,
-        &[
-            Some(x.raw()),
-            Some(xdot.raw()),
-            Some(dstat_scratch.raw()),
-            Some(dxdot.raw()),
-        ],
-        groups_1d(s.x_len(), WG),
+        ("mbstd_backward_stat", &[dy, dstat_scratch]),
+        (
+            "mbstd_backward_jvp",
+            &[x, xdot, dstat_scratch, dxdot],
+            s.x_len(),
+        ),
     )
 }
