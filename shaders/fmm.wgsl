@@ -46,20 +46,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dws: array<f32>;
 
 const WG: u32 = 64u;
-var<workgroup> partial: array<f32, 64>;
-
-// Sum over the workgroup of each lane's v (fixed tree order). Call in uniform control flow.
-fn tree_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
-        workgroupBarrier();
-    }
-    let r = partial[0];
-    workgroupBarrier();
-    return r;
-}
+// tree_sum and its workgroup array `partial`: include/tree_sum.wgsl, prepended.
 
 // Maximum over the workgroup of each lane's v. Call in uniform control flow.
 fn tree_max(lid: u32, v: f32) -> f32 {

@@ -33,17 +33,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out4: array<f32>;
 
 const WG: u32 = 64u;
-var<workgroup> partial: array<f32, 64>;
-
-fn tree_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
-        workgroupBarrier();
-    }
-    return partial[0];
-}
+// tree_sum: include/tree_sum.wgsl, prepended.
 
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * WG; }
 

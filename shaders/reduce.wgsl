@@ -20,17 +20,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> Y: array<f32>;
 
 const WG: u32 = 64u;
-var<workgroup> partial: array<f32, 64>;
-
-fn tree_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
-        workgroupBarrier();
-    }
-    return partial[0];
-}
+// tree_sum: include/tree_sum.wgsl, prepended.
 
 // Y[m] = scale * sum_{a, i} X[a, m, i] for X viewed as [outer, n, inner] (+ Y[m] if accumulate).
 @compute @workgroup_size(64)

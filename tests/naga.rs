@@ -14,12 +14,30 @@ fn every_shader_file_validates() {
         .collect();
     on_disk.sort();
     assert!(!on_disk.is_empty());
-    // Every file on disk is validated from disk, and is compiled into the binary.
+    // Every file on disk is validated from disk (after its prelude from shaders/include/, as
+    // `Shader::source` composes it), and is what the binary compiled.
     for name in &on_disk {
-        let src = std::fs::read_to_string(dir.join(name)).expect("readable");
+        let shader = Shader::ALL
+            .iter()
+            .find(|s| s.file_name() == name)
+            .unwrap_or_else(|| panic!("{name} is not in Shader::ALL"));
+        let mut src = match shader.prelude() {
+            Some(p) => std::fs::read_to_string(dir.join("include").join(p)).expect("readable"),
+            None => String::new(),
+        };
+        src += &std::fs::read_to_string(dir.join(name)).expect("readable");
         if let Err(e) = validate_wgsl(name, &src) {
             panic!("{e}");
         }
+        assert_eq!(src, shader.source(), "{name}: the binary is out of date");
+    }
+    // Every prelude is used.
+    for e in std::fs::read_dir(dir.join("include")).expect("shaders/include/ exists") {
+        let n = e.expect("entry").file_name().to_string_lossy().into_owned();
+        assert!(
+            Shader::ALL.iter().any(|s| s.prelude() == Some(n.as_str())),
+            "shaders/include/{n} is no shader's prelude"
+        );
     }
     let mut compiled: Vec<String> = Shader::ALL
         .iter()

@@ -1,7 +1,7 @@
 //! The WGSL files in `shaders/`, compiled into the binary, and their naga validation.
 
 macro_rules! shaders {
-    ($($variant:ident => $file:literal),* $(,)?) => {
+    ($($variant:ident => $file:literal $(after $prelude:literal)?),* $(,)?) => {
         /// One WGSL file of `shaders/` (one kernel family).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Shader { $($variant),* }
@@ -14,9 +14,21 @@ macro_rules! shaders {
                 match self { $(Shader::$variant => $file),* }
             }
 
+            /// The source as compiled: the file, after its prelude from `shaders/include/`
+            /// where it has one (WGSL has no includes).
             pub fn source(self) -> &'static str {
                 match self {
-                    $(Shader::$variant => include_str!(concat!("../../shaders/", $file))),*
+                    $(Shader::$variant => concat!(
+                        $(include_str!(concat!("../../shaders/include/", $prelude)),)?
+                        include_str!(concat!("../../shaders/", $file))
+                    )),*
+                }
+            }
+
+            /// The prelude file (in `shaders/include/`) prepended to this shader, if any.
+            pub fn prelude(self) -> Option<&'static str> {
+                match self {
+                    $(Shader::$variant => None $(.or(Some($prelude)))?),*
                 }
             }
         }
@@ -25,13 +37,13 @@ macro_rules! shaders {
 
 shaders! {
     Linear => "linear.wgsl",
-    Fmm => "fmm.wgsl",
+    Fmm => "fmm.wgsl" after "tree_sum.wgsl",
     Coords => "coords.wgsl",
     Resample => "resample.wgsl",
     Act => "act.wgsl",
     Conv => "conv.wgsl",
-    Mbstd => "mbstd.wgsl",
-    Reduce => "reduce.wgsl",
+    Mbstd => "mbstd.wgsl" after "tree_sum.wgsl",
+    Reduce => "reduce.wgsl" after "tree_sum.wgsl",
     Adam => "adam.wgsl",
     Image => "image.wgsl",
     Modulate => "modulate.wgsl",
