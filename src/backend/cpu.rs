@@ -656,12 +656,12 @@ pub(in crate::backend) mod check {
         s: &FusedShape,
         input: &FusedInput<'_, T>,
         len: impl Fn(&T) -> usize,
-        w: usize,
-        bias: usize,
-        rgbw: usize,
-        rgbb: usize,
-        img: usize,
-        out: Option<usize>,
+        w: &T,
+        bias: &T,
+        rgbw: &T,
+        rgbb: &T,
+        img: &T,
+        out: Option<&T>,
     ) -> BResult<bool> {
         if s.layers.is_empty() || s.c_in == 0 || s.layers.iter().any(|l| l.0 == 0) {
             return Err(shape_err(format!(
@@ -672,44 +672,8 @@ pub(in crate::backend) mod check {
         if s.batch == 0 || s.pixels == 0 {
             return Ok(false);
         }
-        match *input {
-            FusedInput::Dense(x) => {
-                let xlen = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
-                need("fused x", len(x), xlen)?;
-            }
-            FusedInput::Assembled { a, feat, geom } => {
-                if a.c_in() != s.c_in || a.rows * a.cols != s.pixels || a.cols == 0 {
-                    return Err(shape_err(format!(
-                        "fused assembly {a:?} does not match {} channels at {} pixels",
-                        s.c_in, s.pixels
-                    )));
-                }
-                need("fused geometry", len(geom), a.geometry_len())?;
-                match (a.c_prev, feat) {
-                    (0, _) => {}
-                    (c, Some(f)) => need(
-                        "fused features",
-                        len(f),
-                        s.batch * c * a.prev_rows * a.prev_cols,
-                    )?,
-                    (_, None) => {
-                        return Err(shape_err("fused assembly: previous features missing"));
-                    }
-                }
-            }
-        }
-        let (_, wlen) = s.weight_offsets();
-        let (_, blen) = s.bias_offsets();
-        let (_, rlen) = s.rgb_offsets();
-        let (_, rblen) = s.rgb_bias_offsets();
-        need("fused weights", w, s.batch * wlen)?;
-        need("fused bias", bias, blen)?;
-        need("fused rgb weights", rgbw, s.batch * rlen)?;
-        need("fused rgb bias", rgbb, rblen)?;
-        need("fused img", img, s.batch * 3 * s.pixels)?;
-        if let Some(out) = out {
-            need("fused out", out, s.batch * s.c_last() * s.pixels)?;
-        }
+        s.check_buffers(input, len, w, bias, rgbw, rgbb, img, out)
+            .map_err(shape_err)?;
         Ok(true)
     }
 }
@@ -1430,6 +1394,42 @@ impl CpuBackend {
                 }
             }
         }
+        /// dcols (the taps of input channels ci0.., `rows` rows of np) = w_gain W^T dY, for
+        /// dY's c_out rows of np values `ld` apart starting at `dy`.
+        ///
+        /// # Safety
+        /// `dy` must hold c_out rows of np values `ld` apart, and `dcols` rows * np values.
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn columns(
+            s: &ConvShape,
+            w: &[f32],
+            ci0: usize,
+            rows: usize,
+            dy: *const f32,
+            ld: usize,
+            np: usize,
+            dcols: &mut [f32],
+        ) {
+            let ckk = s.c_in * s.k * s.k;
+            unsafe {
+                sgemm(
+                    rows,
+                    s.c_out,
+                    np,
+                    s.w_gain,
+                    w[ci0 * s.k * s.k..].as_ptr(),
+                    1,
+                    ckk as isize,
+                    dy,
+                    ld as isize,
+                    1,
+                    0.0,
+                    dcols.as_mut_ptr(),
+                    np as isize,
+                    1,
+                )
+            }
+        }
         let workspace = || (Vec::new(), Vec::new());
         self.tasks(
             tasks,
@@ -1477,25 +1477,8 @@ impl CpuBackend {
                         }
                     }
                     let dcols = scratch(dcols, rows * np);
-                    // SAFETY: in bounds by the checks; both scratch buffers are this worker's.
-                    unsafe {
-                        sgemm(
-                            rows,
-                            s.c_out,
-                            np,
-                            s.w_gain,
-                            w[ci0 * kk..].as_ptr(),
-                            1,
-                            ckk as isize,
-                            dyg.as_ptr(),
-                            np as isize,
-                            1,
-                            0.0,
-                            dcols.as_mut_ptr(),
-                            np as isize,
-                            1,
-                        )
-                    };
+                    // SAFETY: `dyg` holds c_out rows of np; `dcols` is this worker's own.
+                    unsafe { columns(s, w, ci0, rows, dyg.as_ptr(), np, np, dcols) };
                     for (i, dxs) in planes.iter_mut().enumerate() {
                         col2im(s, &dcols[i * hw_out..], np, nci, 0, hw_out, dxs);
                     }
@@ -1508,25 +1491,9 @@ impl CpuBackend {
                 while p0 < hw_out {
                     let np = pbk.min(hw_out - p0);
                     let dcols = scratch(dcols, rows * np);
-                    // SAFETY: in bounds by the checks; `dcols` is this worker's own scratch.
-                    unsafe {
-                        sgemm(
-                            rows,
-                            s.c_out,
-                            np,
-                            s.w_gain,
-                            w[ci0 * kk..].as_ptr(),
-                            1,
-                            ckk as isize,
-                            dyn_[p0..].as_ptr(),
-                            hw_out as isize,
-                            1,
-                            0.0,
-                            dcols.as_mut_ptr(),
-                            np as isize,
-                            1,
-                        )
-                    };
+                    // SAFETY: dY's c_out planes of this image from p0, np values each, lie in
+                    // it; `dcols` is this worker's own.
+                    unsafe { columns(s, w, ci0, rows, dyn_[p0..].as_ptr(), hw_out, np, dcols) };
                     col2im(s, dcols, np, nci, p0, np, dxs);
                     p0 += np;
                 }
@@ -2658,17 +2625,7 @@ impl Backend for CpuBackend {
         img: &CpuBuf,
         out: Option<&CpuBuf>,
     ) -> BResult<()> {
-        if !check::fused(
-            s,
-            &input,
-            |b: &CpuBuf| b.len,
-            w.len,
-            bias.len,
-            rgbw.len,
-            rgbb.len,
-            img.len,
-            out.map(|o| o.len),
-        )? {
+        if !check::fused(s, &input, |b: &CpuBuf| b.len, w, bias, rgbw, rgbb, img, out)? {
             return Ok(());
         }
         let (x, asm) = match input {

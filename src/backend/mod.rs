@@ -404,7 +404,6 @@ pub trait Backend {
 
     // ---- derived: the same for both backends ----
 
-    /// `y = x[..n]` (a channel slice of one plane).
     /// Per-image packs `y[b] = [parts[0][b] | parts[1][b] | ...]` (`parts`: a buffer of
     /// `batch * n` values and its `n`): the fused blocks' weight packs. The default concatenates
     /// pairwise (each step copies the pack so far); backends may do it in one pass.
@@ -435,6 +434,7 @@ pub trait Backend {
         }
         Ok(pack)
     }
+    /// `y = x[..n]` (a channel slice of one plane).
     fn copy(&mut self, x: &Self::Buf, y: &Self::Buf, n: usize) -> BResult<()> {
         let s = SliceShape {
             batch: 1,

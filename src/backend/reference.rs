@@ -410,17 +410,7 @@ impl Backend for RefBackend {
         img: &RefBuf,
         out: Option<&RefBuf>,
     ) -> BResult<()> {
-        if !check::fused(
-            s,
-            &input,
-            |b: &RefBuf| b.len,
-            w.len,
-            bias.len,
-            rgbw.len,
-            rgbb.len,
-            img.len,
-            out.map(|o| o.len),
-        )? {
+        if !check::fused(s, &input, |b: &RefBuf| b.len, w, bias, rgbw, rgbb, img, out)? {
             return Ok(());
         }
         let x = match input {

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{need, u32_of};
+use super::u32_of;
 use crate::gpu::{GpuBuffer, GpuError, GpuResult, Kernel, Recorder, Shader};
 pub use crate::reference::fused::{Assembly, FusedInput, FusedShape, MAX_LAYERS, MAX_WIDTH};
 
@@ -96,47 +96,20 @@ pub fn level_forward(
     }
     rec.ctx().check_loops("fused block", s.loop_iterations())?;
     let (woff, wlen) = s.weight_offsets();
-    let (boff, blen) = s.bias_offsets();
+    let (boff, _) = s.bias_offsets();
     let (roff, rlen) = s.rgb_offsets();
     let (rboff, rblen) = s.rgb_bias_offsets();
+    s.check_buffers(&input, |b| b.len(), w, bias, rgbw, rgbb, img, out)
+        .map_err(GpuError::Shape)?;
     // (x binding, geometry binding, assembly)
     let (x, geom, asm) = match input {
-        FusedInput::Dense(x) => {
-            let xlen = if s.broadcast_input { 1 } else { s.batch } * s.c_in * s.pixels;
-            need("fused x", x, xlen)?;
-            (Some(x), None, None)
-        }
-        FusedInput::Assembled { a, feat, geom } => {
-            if a.c_in() != s.c_in || a.rows * a.cols != s.pixels || a.cols == 0 {
-                return Err(GpuError::Shape(format!(
-                    "fused assembly {a:?} does not match {} channels at {} pixels",
-                    s.c_in, s.pixels
-                )));
-            }
-            need("fused geometry", geom, a.geometry_len())?;
-            let feat = match (a.c_prev, feat) {
-                (0, _) => None,
-                (c, Some(f)) => {
-                    need("fused features", f, s.batch * c * a.prev_rows * a.prev_cols)?;
-                    Some(f)
-                }
-                (_, None) => {
-                    return Err(GpuError::Shape(
-                        "fused assembly: previous features missing".into(),
-                    ));
-                }
-            };
-            (feat, Some(geom), Some(a))
-        }
+        FusedInput::Dense(x) => (Some(x), None, None),
+        FusedInput::Assembled { a, feat, geom } => (
+            (a.c_prev > 0).then_some(feat).flatten(),
+            Some(geom),
+            Some(a),
+        ),
     };
-    need("fused weights", w, s.batch * wlen)?;
-    need("fused bias", bias, blen)?;
-    need("fused rgb weights", rgbw, s.batch * rlen)?;
-    need("fused rgb bias", rgbb, rblen)?;
-    need("fused img", img, s.batch * 3 * s.pixels)?;
-    if let Some(out) = out {
-        need("fused out", out, s.batch * s.c_last() * s.pixels)?;
-    }
     u32_of(
         "fused values",
         s.batch * wlen.max(s.c_last().max(s.c_in) * s.pixels),

@@ -437,14 +437,19 @@ impl Generator {
     /// the rows of a strip under a GPU's storage-binding limit.
     pub fn frame_channels(&self, levels: usize) -> usize {
         let levels = levels.clamp(1, self.cfg.levels.len());
-        let lv = &self.cfg.levels[levels - 1];
-        let c_prev = match levels {
-            1 => 0,
-            k => self.cfg.levels[k - 2].widths.last().copied().unwrap_or(0),
+        self.unfused_channels(levels - 1).max(3)
+    }
+
+    /// Level `k`'s widest per-cell buffer layer by layer: its input `[features | embeddings]`
+    /// or its widest layer.
+    fn unfused_channels(&self, k: usize) -> usize {
+        let lv = &self.cfg.levels[k];
+        let c_prev = match k {
+            0 => 0,
+            k => self.cfg.levels[k - 1].widths.last().copied().unwrap_or(0),
         };
         let emb = 2 * level_frequencies(lv).len();
-        let widest = lv.widths.iter().copied().max().unwrap_or(0);
-        (c_prev + emb).max(widest).max(3)
+        (c_prev + emb).max(lv.widths.iter().copied().max().unwrap_or(0))
     }
 
     /// Level `k` as one fused block of `pixels` pixels for `batch` images.
@@ -483,12 +488,7 @@ impl Generator {
                     lv.widths.last().copied().unwrap_or(0)
                 }
             } else {
-                let c_prev = match k {
-                    0 => 0,
-                    k => self.cfg.levels[k - 1].widths.last().copied().unwrap_or(0),
-                };
-                let emb = 2 * level_frequencies(lv).len();
-                (c_prev + emb).max(lv.widths.iter().copied().max().unwrap_or(0))
+                self.unfused_channels(k)
             };
             // Cells of level k per output pixel (a strip's coarse cells overhang it by one
             // row and column at most, inside the strip limit's spare tenth).

@@ -107,6 +107,68 @@ impl FusedShape {
     }
 }
 
+impl FusedShape {
+    /// The lengths every buffer of a fused block must have, and that an assembled input fits
+    /// the shape: the checks the GPU wrapper and the host backends share (`len` gives a
+    /// buffer's length). The error names the buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_buffers<T>(
+        &self,
+        input: &FusedInput<'_, T>,
+        len: impl Fn(&T) -> usize,
+        w: &T,
+        bias: &T,
+        rgbw: &T,
+        rgbb: &T,
+        img: &T,
+        out: Option<&T>,
+    ) -> Result<(), String> {
+        let need = |name: &str, b: &T, n: usize| {
+            if len(b) < n {
+                return Err(format!(
+                    "{name}: buffer holds {} values, the shape needs {n}",
+                    len(b)
+                ));
+            }
+            Ok(())
+        };
+        match *input {
+            FusedInput::Dense(x) => {
+                let n = if self.broadcast_input { 1 } else { self.batch };
+                need("fused x", x, n * self.c_in * self.pixels)?;
+            }
+            FusedInput::Assembled { a, feat, geom } => {
+                if a.c_in() != self.c_in || a.rows * a.cols != self.pixels || a.cols == 0 {
+                    return Err(format!(
+                        "fused assembly {a:?} does not match {} channels at {} pixels",
+                        self.c_in, self.pixels
+                    ));
+                }
+                need("fused geometry", geom, a.geometry_len())?;
+                match (a.c_prev, feat) {
+                    (0, _) => {}
+                    (c, Some(f)) => need(
+                        "fused features",
+                        f,
+                        self.batch * c * a.prev_rows * a.prev_cols,
+                    )?,
+                    (_, None) => return Err("fused assembly: previous features missing".into()),
+                }
+            }
+        }
+        let (b, np) = (self.batch, self.pixels);
+        need("fused weights", w, b * self.weight_offsets().1)?;
+        need("fused bias", bias, self.bias_offsets().1)?;
+        need("fused rgb weights", rgbw, b * self.rgb_offsets().1)?;
+        need("fused rgb bias", rgbb, self.rgb_bias_offsets().1)?;
+        need("fused img", img, b * 3 * np)?;
+        if let Some(out) = out {
+            need("fused out", out, b * self.c_last() * np)?;
+        }
+        Ok(())
+    }
+}
+
 /// `(img + block rgb, last features [batch, c_last, pixels])` for input `x` (`[batch, c_in,
 /// pixels]`, or `[c_in, pixels]` when broadcast), weight pack `w [batch, per-image pack]`,
 /// bias pack, toRGB weight pack `[batch, per-image pack]` and toRGB bias pack.
@@ -237,12 +299,7 @@ impl Assembly {
         {
             return Err(format!("fused geometry does not match {self:?}"));
         }
-        if self.c_prev > 0
-            && (rows.iter().any(|&r| r as usize >= self.prev_rows)
-                || cols.iter().any(|&c| c as usize >= self.prev_cols))
-        {
-            return Err("fused geometry: an index past the previous grid".into());
-        }
+        self.check_tables(rows, cols)?;
         let mut g = Vec::with_capacity(self.geometry_len());
         g.extend_from_slice(xs);
         g.extend_from_slice(ys);
@@ -286,13 +343,19 @@ impl Assembly {
             rows: rows.iter().map(|v| v.to_bits()).collect(),
             cols: cols.iter().map(|v| v.to_bits()).collect(),
         };
+        self.check_tables(&g.rows, &g.cols)?;
+        Ok(g)
+    }
+
+    /// Every index of the tables lies in the previous grid (when there is one).
+    fn check_tables(&self, rows: &[u32], cols: &[u32]) -> Result<(), String> {
         if self.c_prev > 0
-            && (g.rows.iter().any(|&r| r as usize >= self.prev_rows)
-                || g.cols.iter().any(|&c| c as usize >= self.prev_cols))
+            && (rows.iter().any(|&r| r as usize >= self.prev_rows)
+                || cols.iter().any(|&c| c as usize >= self.prev_cols))
         {
             return Err("fused geometry: an index past the previous grid".into());
         }
-        Ok(g)
+        Ok(())
     }
 }
 
