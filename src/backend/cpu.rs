@@ -1154,6 +1154,44 @@ impl CpuBackend {
         let yp = Ptr(y.as_mut_ptr());
         let work = s.batch * hw_out * s.c_out * ckk;
         let tasks = (0..groups * pblocks * coblocks).collect();
+        /// Output channels co0.. (`nco` rows of np, `ldc` apart at `c`) = w_gain W taps, for
+        /// the taps' ckk rows of np values `ldb` apart at `taps`.
+        ///
+        /// # Safety
+        /// `taps` must hold ckk rows of np values `ldb` apart, and `c` nco rows of np values
+        /// `ldc` apart that no other task writes.
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn outputs(
+            s: &ConvShape,
+            w: &[f32],
+            co0: usize,
+            nco: usize,
+            taps: *const f32,
+            ldb: usize,
+            np: usize,
+            c: *mut f32,
+            ldc: usize,
+        ) {
+            let ckk = s.c_in * s.k * s.k;
+            unsafe {
+                sgemm(
+                    nco,
+                    ckk,
+                    np,
+                    s.w_gain,
+                    w[co0 * ckk..].as_ptr(),
+                    ckk as isize,
+                    1,
+                    taps,
+                    ldb as isize,
+                    1,
+                    0.0,
+                    c,
+                    ldc as isize,
+                    1,
+                )
+            }
+        }
         let workspace = || (Vec::new(), Vec::new());
         self.tasks(
             tasks,
@@ -1175,24 +1213,9 @@ impl CpuBackend {
                         im2col_at(s, xn, 0, hw_out, &mut cols[i * hw_out..], np);
                     }
                     let prod = scratch(prod, nco * np);
-                    // SAFETY: W and cols within their lengths; `prod` is this worker's own.
+                    // SAFETY: cols holds ckk rows of np; `prod` is this worker's own.
                     unsafe {
-                        sgemm(
-                            nco,
-                            ckk,
-                            np,
-                            s.w_gain,
-                            w[co0 * ckk..].as_ptr(),
-                            ckk as isize,
-                            1,
-                            cols.as_ptr(),
-                            np as isize,
-                            1,
-                            0.0,
-                            prod.as_mut_ptr(),
-                            np as isize,
-                            1,
-                        )
+                        outputs(s, w, co0, nco, cols.as_ptr(), np, np, prod.as_mut_ptr(), np)
                     };
                     for i in 0..ni {
                         for co in 0..nco {
@@ -1225,22 +1248,7 @@ impl CpuBackend {
                 // SAFETY: W, X/cols and Y offsets are within their checked lengths; each task
                 // writes its own (image, channel block, pixel block) of Y.
                 unsafe {
-                    sgemm(
-                        nco,
-                        ckk,
-                        np,
-                        s.w_gain,
-                        w[co0 * ckk..].as_ptr(),
-                        ckk as isize,
-                        1,
-                        bptr,
-                        rsb,
-                        1,
-                        0.0,
-                        yp.at(yo),
-                        hw_out as isize,
-                        1,
-                    );
+                    outputs(s, w, co0, nco, bptr, rsb as usize, np, yp.at(yo), hw_out);
                     if b.is_some() {
                         for co in 0..nco {
                             let bv = bias(co);
