@@ -26,7 +26,10 @@
 // x[(b * c_prev + i) * prev_pixels + rowtab[r] * prev_cols + coltab[c]] (nearest sampling by the
 // host's index tables), then sin and cos of phi_j = F[j, 0] xs[c] + F[j, 1] ys[r] (as
 // coords.wgsl). geom = xs [cols] | ys [rows] | F [n_freq, 2] | rowtab [rows] | coltab [cols],
-// the tables as u32 bits. This removes the gather, embedding and concatenation passes, which
+// the tables as u32 bits. With bilinear = 1 the tables are the first of two taps per axis and
+// geom continues with their weights, row t [rows] | col t [cols]: channel i is
+// (1 - tr)((1 - tc) x[s] + tc x[s + 1]) + tr ((1 - tc) x[s + W] + tc x[s + W + 1]) with
+// s = rowtab[r] * prev_cols + coltab[c] (the unfused gather_bilinear, value for value). This removes the gather, embedding and concatenation passes, which
 // write and read c_in floats a pixel (0.8 GB at 1024² for emoji32's finest block).
 // store_out = 0 skips writing the last features (the last block of a frame).
 
@@ -42,7 +45,7 @@ struct Params {
     alpha: f32,
     gain: f32,
     groups_x: u32,
-    _pad1: u32,
+    bilinear: u32,
     assemble: u32,
     c_prev: u32,
     prev_cols: u32,
@@ -151,6 +154,9 @@ struct Pixels {
     src: array<u32, 4>,
     xs: vec4<f32>,
     ys: vec4<f32>,
+    // Bilinear taps' weights (second row, second column).
+    tr: vec4<f32>,
+    tc: vec4<f32>,
     g_f: u32,
 }
 
@@ -163,7 +169,20 @@ fn input_channel(i: u32, b: u32, q: array<u32, 4>, at: Pixels) -> vec4<f32> {
     }
     if i < p.c_prev {
         let xo = (b * p.c_prev + i) * p.prev_pixels;
-        return vec4<f32>(x[xo + at.src[0]], x[xo + at.src[1]], x[xo + at.src[2]], x[xo + at.src[3]]);
+        if p.bilinear == 0u {
+            return vec4<f32>(x[xo + at.src[0]], x[xo + at.src[1]], x[xo + at.src[2]], x[xo + at.src[3]]);
+        }
+        // The four taps of the four pixels as vec4s (no loop: cheap for lavapipe to compile).
+        let s = vec4<u32>(at.src[0], at.src[1], at.src[2], at.src[3]) + vec4<u32>(xo);
+        let t = s + vec4<u32>(p.prev_cols);
+        let x00 = vec4<f32>(x[s.x], x[s.y], x[s.z], x[s.w]);
+        let x01 = vec4<f32>(x[s.x + 1u], x[s.y + 1u], x[s.z + 1u], x[s.w + 1u]);
+        let x10 = vec4<f32>(x[t.x], x[t.y], x[t.z], x[t.w]);
+        let x11 = vec4<f32>(x[t.x + 1u], x[t.y + 1u], x[t.z + 1u], x[t.w + 1u]);
+        let uc = vec4<f32>(1.0) - at.tc;
+        let top = uc * x00 + at.tc * x01;
+        let bottom = uc * x10 + at.tc * x11;
+        return (vec4<f32>(1.0) - at.tr) * top + at.tr * bottom;
     }
     let j = i - p.c_prev;
     let f = select(j - p.n_freq, j, j < p.n_freq);
@@ -198,6 +217,10 @@ fn level_forward(
             at.xs[k] = geom[c];
             at.ys[k] = geom[p.cols + r];
             at.src[k] = bitcast<u32>(geom[g_rt + r]) * p.prev_cols + bitcast<u32>(geom[g_ct + c]);
+            if p.bilinear == 1u {
+                at.tr[k] = geom[g_ct + p.cols + r];
+                at.tc[k] = geom[g_ct + p.cols + rows + c];
+            }
         }
     }
     // Layer 0 reads its input in chunks of MAXW channels (so the input may be wider than the

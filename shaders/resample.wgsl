@@ -5,6 +5,13 @@
 //                                          + dY[bc, 2i+1, 2j] + dY[bc, 2i+1, 2j+1]  (in that order)
 //   gather:              Y[bc, r, c] = X[bc, rows[r], cols[c]]        (nearest sampling at pixels
 //                        given by u32 tables; indices are clamped into X, the host checks them)
+//   gather_bilinear:     Y[bc, r, c] = (1-tr)((1-tc) X[ir, ic] + tc X[ir, ic+1])
+//                                    + tr ((1-tc) X[ir+1, ic] + tc X[ir+1, ic+1])
+//                        (ir, tr) and (ic, tc) from separable tap tables (the bilinear link
+//                        between scale levels; the host checks ir + 1 < H, ic + 1 < W)
+//   gather_bilinear_backward: its transpose as a gather over the host's inverse tables (for
+//                        each source row and column, the outputs that read it and their
+//                        weights, in output order): fixed-order sums, no atomics
 //   concat_channels:     Y[b] = [X1[b]; X2[b]] along channels, or X2[0] for every b (broadcast)
 //   slice_channels:      Y[b, c] (+)= X[b, c0 + c] for c < C'            (the backward of concat)
 //
@@ -96,6 +103,58 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let sy = min(rows[oy], p.h - 1u);
     let sx = min(cols[ox], p.w - 1u);
     gathered[i] = src[(bc * p.h + sy) * p.w + sx];
+}
+
+@group(0) @binding(3) var<storage, read> tw: array<f32>;
+
+// src = X [BC, H, W]; rows = [row index (Ho) | column index (Wo)]; tw = [row t (Ho) |
+// column t (Wo)]; gathered = Y [BC, Ho, Wo].
+@compute @workgroup_size(64)
+fn gather_bilinear(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let per = p.ho * p.wo;
+    let bc = i / per;
+    let r = i - bc * per;
+    let oy = r / p.wo;
+    let ox = r - oy * p.wo;
+    let sy = min(rows[oy], p.h - 2u);
+    let sx = min(rows[p.ho + ox], p.w - 2u);
+    let tr = tw[oy];
+    let tc = tw[p.ho + ox];
+    let o0 = (bc * p.h + sy) * p.w + sx;
+    let o1 = o0 + p.w;
+    let a = (1.0 - tc) * src[o0] + tc * src[o0 + 1u];
+    let b = (1.0 - tc) * src[o1] + tc * src[o1 + 1u];
+    gathered[i] = (1.0 - tr) * a + tr * b;
+}
+
+// src = dY [BC, Ho, Wo]; rows = [row offsets (H + 1) | row outputs (2 Ho) | column offsets
+// (W + 1) | column outputs (2 Wo)]; tw = [row weights (2 Ho) | column weights (2 Wo)];
+// gathered = dX [BC, H, W] (accumulated into when asked). One invocation per dX value.
+@compute @workgroup_size(64)
+fn gather_bilinear_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    let hw = p.h * p.w;
+    let bc = i / hw;
+    let r = i - bc * hw;
+    let y = r / p.w;
+    let x = r - y * p.w;
+    let rout = p.h + 1u;
+    let coff = rout + 2u * p.ho;
+    let cout = coff + p.w + 1u;
+    var s = 0.0;
+    for (var e = rows[y]; e < rows[y + 1u]; e++) {
+        let dyr = (bc * p.ho + rows[rout + e]) * p.wo;
+        var acc = 0.0;
+        for (var f = rows[coff + x]; f < rows[coff + x + 1u]; f++) {
+            acc += tw[2u * p.ho + f] * src[dyr + rows[cout + f]];
+        }
+        s += tw[e] * acc;
+    }
+    if (p.accumulate != 0u) { s = gathered[i] + s; }
+    gathered[i] = s;
 }
 
 @group(0) @binding(2) var<storage, read> src2: array<f32>;

@@ -10,10 +10,11 @@ use crate::backend::{Backend, BackendKind};
 use crate::gpu::GpuContext;
 use crate::latent::LatentSpec;
 use crate::model::config::ModelConfig;
-use crate::model::generator::Generator;
+use crate::model::generator::{Generator, MAX_SUPERSAMPLE};
 use crate::model::params::ParamSet;
 use crate::model::weights;
 use crate::reference::image::quantize;
+use crate::train::augment::{AugmentConfig, AugmentMode};
 
 /// Where the built-in model's weights live, relative to the crate root.
 pub const BUILTIN_WEIGHTS: &str = "assets/model/emoji.safetensors";
@@ -94,6 +95,10 @@ pub struct Recipe {
     /// Scale levels evaluated (the early exit); `None`: all.
     #[serde(default)]
     pub levels: Option<usize>,
+    /// Samples per pixel side averaged (anti-aliased zoom-out); `None` in recipes written
+    /// before it existed, which were single-sampled.
+    #[serde(default)]
+    pub supersample: Option<usize>,
 }
 
 /// The recipe stored in a PNG written by [`render`].
@@ -134,6 +139,9 @@ pub struct RenderArgs {
     /// Also write the image before quantisation: little-endian f32, planar RGB `[3, H, W]`,
     /// rows top-down, no header (for float-level comparisons such as `tools/peer`).
     pub raw: Option<PathBuf>,
+    /// Samples per pixel side averaged; `None`: as many as the zoom needs
+    /// ([`Generator::supersampling`], at most [`MAX_SUPERSAMPLE`]).
+    pub supersample: Option<usize>,
 }
 
 impl RenderArgs {
@@ -153,6 +161,7 @@ impl RenderArgs {
             latent: r.latent.clone(),
             levels: r.levels,
             raw: None,
+            supersample: Some(r.supersample.unwrap_or(1)),
         }
     }
 }
@@ -210,6 +219,11 @@ fn render_with<B: Backend>(
             g.cfg.levels.len()
         );
     }
+    let ss = match a.supersample {
+        Some(n) if (1..=64).contains(&n) => n,
+        Some(n) => bail!("--supersample {n}: give 1 (off) to 64 samples per pixel side"),
+        None => g.supersampling(win, width, height, MAX_SUPERSAMPLE),
+    };
     let p = ParamSet::from_host(be, g.specs(), &m.values)?;
     let spec = a
         .latent
@@ -232,13 +246,15 @@ fn render_with<B: Backend>(
             window: a.window,
             latent: a.latent.clone(),
             levels: a.levels,
+            supersample: Some(ss),
         };
         let text = ron::to_string(&recipe).context("serialising the recipe")?;
         enc.add_text_chunk(RECIPE_KEY.into(), text)?;
         enc.add_text_chunk("inrgan.model".into(), m.hash.clone())?;
         let mut writer = enc.write_header()?;
         let mut stream = writer.stream_writer()?;
-        let tile = a.tile.max(16);
+        // A tile's samples stay about tile² however many a pixel takes.
+        let tile = (a.tile.max(16) / ss).max(8);
         let mut strip = vec![0u8; width * tile * 4];
         let mut raw = match &a.raw {
             Some(_) if 3 * width * height > 1 << 28 => {
@@ -253,9 +269,18 @@ fn render_with<B: Backend>(
             let rows = tile.min(height - r0);
             for c0 in (0..width).step_by(tile) {
                 let cols = tile.min(width - c0);
-                let plan =
-                    g.partial_tile_plan(win, width, height, c0..c0 + cols, r0..r0 + rows, levels)?;
-                let rgb = g.render_plan_levels(be, &p, &ws, &plan)?;
+                let rgb = g.render_tile_levels(
+                    be,
+                    &p,
+                    &ws,
+                    win,
+                    width,
+                    height,
+                    c0..c0 + cols,
+                    r0..r0 + rows,
+                    levels,
+                    ss,
+                )?;
                 let n = cols * rows;
                 for y in 0..rows {
                     for x in 0..cols {
@@ -414,19 +439,23 @@ pub struct TrainArgs {
     pub checkpoint_kimg: f64,
     pub sample_every: u64,
     pub mirror: bool,
+    /// What D's inputs go through; `None`: on a fresh run the default for the data set's size
+    /// ([`AugmentConfig::default_for`]), on `--resume` what the checkpoint says.
+    pub augment: Option<AugmentMode>,
 }
 
 /// Runs a training to its end (or until `stop` is set, e.g. by Ctrl-C), printing progress
 /// through `on_event`.
 pub fn train(
     a: &TrainArgs,
+    images: usize,
     data: crate::train::worker::BatchSource,
     metric: Option<crate::train::worker::Metric>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     mut on_event: impl FnMut(&crate::train::worker::Event),
 ) -> Result<()> {
     use crate::train::worker::{Command, Event, spawn};
-    let run = run_config(a)?;
+    let run = run_config(a, images)?;
     let w = spawn(run, data, metric);
     let mut stopping = false;
     loop {
@@ -454,9 +483,14 @@ pub fn train(
     Ok(())
 }
 
-/// The worker's configuration for `a` (shared by `inrgan train` and the window).
-pub fn run_config(a: &TrainArgs) -> Result<crate::train::worker::RunConfig> {
+/// The worker's configuration for `a` on a data set of `images` images (shared by `inrgan
+/// train` and the window).
+pub fn run_config(a: &TrainArgs, images: usize) -> Result<crate::train::worker::RunConfig> {
     let model = ModelConfig::preset(&a.preset)?;
+    let augment = match a.augment {
+        Some(mode) => AugmentConfig::with_mode(mode),
+        None => AugmentConfig::default_for(images),
+    };
     Ok(crate::train::worker::RunConfig {
         out: a.out.clone(),
         model,
@@ -466,8 +500,10 @@ pub fn run_config(a: &TrainArgs) -> Result<crate::train::worker::RunConfig> {
             lr_d: a.lr_d,
             r1_gamma: a.gamma,
             seed: a.seed,
+            augment,
             ..Default::default()
         },
+        augment: a.augment.map(AugmentConfig::with_mode),
         backend: a.backend,
         kimg: a.kimg,
         checkpoint_kimg: a.checkpoint_kimg,
@@ -498,6 +534,7 @@ pub fn training_data(
     crate::train::worker::BatchSource,
     Option<crate::train::worker::Metric>,
     Option<String>,
+    usize,
 )> {
     use crate::data::{Batcher, BatcherState};
     let model = ModelConfig::preset(&a.preset)?;
@@ -532,7 +569,7 @@ pub fn training_data(
             .map_err(|e| e.to_string())?;
         Ok(("swd_x1e3".to_string(), res.avg))
     });
-    Ok((source, Some(metric), warning))
+    Ok((source, Some(metric), warning, n))
 }
 
 /// The floor of the metric: the SWD between two disjoint halves of `data` (`n` images each, at
@@ -642,4 +679,76 @@ fn samples_with<B: Backend>(
         out.extend(g.render_plan(be, &p, &w, chunk.len(), &plan)?);
     }
     Ok(out)
+}
+
+/// An 8-bit PNG as (width, height, RGB bytes), any colour type the `image` crate reads.
+fn read_rgb8(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
+    let img = image::open(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .to_rgb8();
+    Ok((img.width() as usize, img.height() as usize, img.into_raw()))
+}
+
+/// `inrgan seams`: for a render of the training square, the step across each grid's cell
+/// boundaries against the step elsewhere (each grid without the boundaries of the coarser
+/// ones), one line per file.
+pub fn seams_report(files: &[PathBuf], grids: &[usize]) -> Result<String> {
+    let mut out = String::new();
+    for f in files {
+        let (w, h, px) = read_rgb8(f)?;
+        let mut line = format!("{}:", f.display());
+        for (i, &g) in grids.iter().enumerate() {
+            if g == 0 || g > w.min(h) {
+                bail!("grid {g} does not fit a {w}x{h} image");
+            }
+            let s = crate::metrics::seams::seams_u8(&px, 3, w, h, g, &grids[..i]);
+            line += &format!(
+                "  {g}x{g}: {:.2} (boundary {:.2}, elsewhere {:.2})",
+                s.ratio, s.boundary, s.elsewhere
+            );
+        }
+        out += &line;
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// `inrgan compare`: the mean absolute difference (of 255) between `a` and `b` after `b` is
+/// box-averaged by `factor` (so `b` may be a render of the same window at `factor` times the
+/// size), and the largest.
+pub fn compare_report(a: &Path, b: &Path, factor: usize) -> Result<String> {
+    let (wa, ha, pa) = read_rgb8(a)?;
+    let (wb, hb, pb) = read_rgb8(b)?;
+    let f = factor.max(1);
+    if wb != wa * f || hb != ha * f {
+        bail!(
+            "{} is {wb}x{hb}, not {f} times {} ({wa}x{ha})",
+            b.display(),
+            a.display()
+        );
+    }
+    // Planar floats of b, box-averaged.
+    let nb = wb * hb;
+    let mut planar = vec![0f32; 3 * nb];
+    for (i, px) in pb.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            planar[c * nb + i] = px[c] as f32;
+        }
+    }
+    let avg = crate::model::generator::box_average(&planar, 3, wa, ha, f);
+    let na = wa * ha;
+    let (mut sum, mut max) = (0.0f64, 0.0f64);
+    for (i, px) in pa.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            let d = (px[c] as f64 - avg[c * na + i] as f64).abs();
+            sum += d;
+            max = max.max(d);
+        }
+    }
+    Ok(format!(
+        "mean |difference| {:.3} of 255 (largest {max:.1}) between {} and the {f}x{f} box average of {}",
+        sum / (3 * na) as f64,
+        a.display(),
+        b.display()
+    ))
 }

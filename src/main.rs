@@ -72,6 +72,10 @@ enum Command {
         /// Tile side in pixels (bounds memory).
         #[arg(long, default_value_t = 256)]
         tile: usize,
+        /// Samples per pixel side, averaged (1: off). Default: as many as a zoomed-out view
+        /// needs to sample at least the training density (at most 8, i.e. 64 a pixel).
+        #[arg(long)]
+        supersample: Option<usize>,
     },
     /// Train a model on the built-in emoji set (`emoji`, `emoji:animals`, ...) or a folder or zip
     /// of images. Ctrl-C saves a checkpoint and exits; --resume continues the newest one.
@@ -112,6 +116,12 @@ enum Command {
         /// Turn off x-flip augmentation.
         #[arg(long)]
         no_mirror: bool,
+        /// Differentiable augmentation of what D sees: none, fixed (DiffAugment: colour,
+        /// translation, cutout on every image) or adaptive (ADA's probability). Default: fixed
+        /// for data sets under 10,000 images, none above; on --resume, the checkpoint's unless
+        /// given.
+        #[arg(long)]
+        augment: Option<inrgan::train::augment::AugmentMode>,
     },
     /// The sliced Wasserstein distance (ProGAN) between a model's samples and a data set.
     Eval {
@@ -154,6 +164,22 @@ enum Command {
         /// Store f32 instead of half floats.
         #[arg(long)]
         f32: bool,
+    },
+    /// Seams of renders of the training square: the mean colour step across each grid's cell
+    /// boundaries over the mean step elsewhere (about 1: no seams).
+    Seams {
+        files: Vec<PathBuf>,
+        /// Grids, coarse to fine; each is measured without the boundaries of those before it.
+        #[arg(long, default_value = "8,16", value_delimiter = ',')]
+        grids: Vec<usize>,
+    },
+    /// Mean absolute difference between a PNG and the box average of another (e.g. a render
+    /// and the same window rendered at --box times the size).
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(long = "box", default_value_t = 1)]
+        factor: usize,
     },
     /// Print a model's preset, parameter counts and multiply-adds per image.
     Info {
@@ -200,14 +226,14 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     })
     .context("installing the Ctrl-C handler")?;
-    let (data, metric, warning) = inrgan::commands::training_data(a)?;
+    let (data, metric, warning, images) = inrgan::commands::training_data(a)?;
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
     let start = std::time::Instant::now();
     let mut last_swd: Option<f64> = None;
     let mut last_print = std::time::Instant::now() - std::time::Duration::from_secs(1);
-    inrgan::commands::train(a, data, metric, stop, |ev| match ev {
+    inrgan::commands::train(a, images, data, metric, stop, |ev| match ev {
         Event::Started {
             backend,
             step,
@@ -226,7 +252,7 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
                 let width = 24;
                 let filled = ((progress.clamp(0.0, 1.0)) * width as f64) as usize;
                 eprint!(
-                    "\r[{}{}] {:5.1}% {:>7} img  {:6.1} img/s  D {:.3} G {:.3}{}  ETA {:.0}s ",
+                    "\r[{}{}] {:5.1}% {:>7} img  {:6.1} img/s  D {:.3} G {:.3}{}{}  ETA {:.0}s ",
                     "#".repeat(filled),
                     ".".repeat(width - filled),
                     progress * 100.0,
@@ -235,6 +261,11 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
                     stats.d_loss,
                     stats.g_loss,
                     last_swd.map_or(String::new(), |v| format!("  SWD {v:.1}")),
+                    if stats.aug_p > 0.0 {
+                        format!("  aug p {:.2}", stats.aug_p)
+                    } else {
+                        String::new()
+                    },
                     eta_s
                 );
             }
@@ -332,6 +363,7 @@ fn main() -> Result<()> {
             out,
             backend,
             tile,
+            supersample,
         } => {
             if let Some(side) = grid {
                 let (size, _) = parse_size(&size)?;
@@ -369,6 +401,9 @@ fn main() -> Result<()> {
                     a.backend = backend;
                     a.tile = tile;
                     a.raw = raw;
+                    if supersample.is_some() {
+                        a.supersample = supersample;
+                    }
                     a
                 }
                 None => {
@@ -387,6 +422,7 @@ fn main() -> Result<()> {
                         latent: None,
                         levels,
                         raw,
+                        supersample,
                     }
                 }
             };
@@ -421,6 +457,7 @@ fn main() -> Result<()> {
             checkpoint_kimg,
             sample_every,
             no_mirror,
+            augment,
         } => {
             let args = inrgan::commands::TrainArgs {
                 data,
@@ -437,6 +474,7 @@ fn main() -> Result<()> {
                 checkpoint_kimg,
                 sample_every,
                 mirror: !no_mirror,
+                augment,
             };
             train_cli(&args)
         }
@@ -470,6 +508,14 @@ fn main() -> Result<()> {
                 "{}",
                 inrgan::commands::ship(&checkpoint, &out, &data, !f32)?
             );
+            Ok(())
+        }
+        Command::Seams { files, grids } => {
+            print!("{}", inrgan::commands::seams_report(&files, &grids)?);
+            Ok(())
+        }
+        Command::Compare { a, b, factor } => {
+            println!("{}", inrgan::commands::compare_report(&a, &b, factor)?);
             Ok(())
         }
         Command::Info { weights, preset } => {

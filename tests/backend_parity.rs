@@ -17,6 +17,7 @@ use inrgan::backend::reference::RefBackend;
 use inrgan::backend::{BResult, Backend};
 use inrgan::reference::act::ActShape;
 use inrgan::reference::adam::AdamConfig;
+use inrgan::reference::augment::{AUG_PARAMS, AugParams, AugShape};
 use inrgan::reference::conv::{ConvShape, blur_down2x_out};
 use inrgan::reference::coords::CoordsShape;
 use inrgan::reference::fmm::FmmShape;
@@ -24,7 +25,7 @@ use inrgan::reference::fused::{Assembly, FusedInput, FusedShape};
 use inrgan::reference::linear::{BiasMode, Gemm, LinearShape, ModLinearShape, Strides};
 use inrgan::reference::mbstd::MbstdShape;
 use inrgan::reference::modulate::ModulateShape;
-use inrgan::reference::resample::{ConcatShape, SliceShape};
+use inrgan::reference::resample::{ConcatShape, SliceShape, Taps};
 use inrgan::rng::Rng;
 
 /// Named outputs of one test body.
@@ -531,6 +532,82 @@ parity!(resample, atol = 1e-6, rtol = 1e-6, |be| {
     Ok(o)
 });
 
+// The bilinear link: odd shapes, taps monotone and scattered, weights at 0, 1 and between;
+// the backward sums up to 2 x 2 x (outputs per source) terms.
+parity!(resample_bilinear, atol = 1e-5, rtol = 1e-5, |be| {
+    let mut o = Outs::new();
+    let mut r = rng(71);
+    for (planes, h, w, ho, wo) in [(3, 4, 6, 9, 11), (2, 7, 3, 5, 2), (5, 2, 2, 3, 67)] {
+        let mut taps = |n: usize, len: usize| Taps {
+            idx: (0..len).map(|i| ((i * 7 + 3) % (n - 1)) as u32).collect(),
+            t: (0..len)
+                .map(|i| match i % 4 {
+                    0 => 0.0,
+                    1 => 1.0,
+                    _ => r.uniform() as f32,
+                })
+                .collect(),
+        };
+        let (rows, cols) = (taps(h, ho), taps(w, wo));
+        let x = bu(be, &normal(&mut r, planes * h * w))?;
+        let y = bz(be, planes * ho * wo)?;
+        be.gather_bilinear(&x, planes, h, w, &rows, &cols, &y)?;
+        out(&mut o, be, format!("bilinear {h}x{w}->{ho}x{wo}"), &y)?;
+        let dy = bu(be, &normal(&mut r, planes * ho * wo))?;
+        let dx = bu(be, &normal(&mut r, planes * h * w))?;
+        for acc in [true, false] {
+            be.gather_bilinear_backward(&dy, planes, h, w, &rows, &cols, &dx, acc)?;
+            out(
+                &mut o,
+                be,
+                format!("bilinear dx {h}x{w}<-{ho}x{wo} {acc}"),
+                &dx,
+            )?;
+        }
+    }
+    Ok(o)
+});
+
+// The augmentation ops and the composed pipeline (forward and backward) at odd shapes.
+parity!(augment, atol = 2e-5, rtol = 2e-5, |be| {
+    let mut o = Outs::new();
+    let mut r = rng(130);
+    for (batch, channels, height, width) in [(3, 3, 7, 9), (2, 1, 4, 1), (5, 3, 16, 16)] {
+        let s = AugShape {
+            batch,
+            channels,
+            height,
+            width,
+        };
+        let cfg = inrgan::train::augment::AugmentConfig::with_mode(
+            inrgan::train::augment::AugmentMode::Fixed,
+        );
+        let mut prm = inrgan::train::augment::sample(&cfg, 0.8, batch, height.max(width), &mut r);
+        // One image unaugmented, one shifted past the edge.
+        prm[..AUG_PARAMS].copy_from_slice(&AugParams::IDENTITY.to_f32s());
+        prm[AUG_PARAMS + 3] = -(width as f32) - 2.0;
+        let p = bu(be, &prm)?;
+        let x = bu(be, &normal(&mut r, s.len()))?;
+        let mu = bu(be, &normal(&mut r, batch))?;
+        let y = bz(be, s.len())?;
+        for bri in [true, false] {
+            be.aug_color(&s, &x, &p, &y, bri)?;
+            out(&mut o, be, format!("color {bri} {s:?}"), &y)?;
+        }
+        be.aug_blend(&s, &x, &p, &mu, &y)?;
+        out(&mut o, be, format!("blend {s:?}"), &y)?;
+        be.aug_shift_forward(&s, &x, &p, &y)?;
+        out(&mut o, be, format!("shift {s:?}"), &y)?;
+        be.aug_shift_backward(&s, &x, &p, &y)?;
+        out(&mut o, be, format!("shift bwd {s:?}"), &y)?;
+        let fy = inrgan::train::augment::forward(be, &s, &x, &p)?;
+        out(&mut o, be, format!("pipeline {s:?}"), &fy)?;
+        let dx = inrgan::train::augment::backward(be, &s, &x, &p)?;
+        out(&mut o, be, format!("pipeline bwd {s:?}"), &dx)?;
+    }
+    Ok(o)
+});
+
 fn conv_case<B: Read64>(be: &mut B, o: &mut Outs, s: &ConvShape, seed: u64) -> BResult<()> {
     let mut r = rng(seed);
     let x = bu(be, &normal(&mut r, s.x_len()))?;
@@ -671,13 +748,24 @@ fn fused_case<B: Read64>(
                     .map(|_| (r.next_u64() % m.max(1) as u64) as u32)
                     .collect()
             };
+            let reach = a.bilinear as usize;
             let (rt, ct) = (
-                pick(a.rows, a.prev_rows, &mut r),
-                pick(a.cols, a.prev_cols, &mut r),
+                pick(a.rows, a.prev_rows - reach, &mut r),
+                pick(a.cols, a.prev_cols - reach, &mut r),
             );
-            let geom = a
-                .geometry(&xs, &ys, &freqs, &rt, &ct)
-                .map_err(inrgan::gpu::GpuError::Shape)?;
+            let geom = if a.bilinear {
+                let mut taps = |idx: Vec<u32>| Taps {
+                    t: (0..idx.len())
+                        .map(|i| if i % 3 == 0 { 1.0 } else { r.uniform() as f32 })
+                        .collect(),
+                    idx,
+                };
+                let (rows, cols) = (taps(rt), taps(ct));
+                a.geometry_bilinear(&xs, &ys, &freqs, &rows, &cols)
+            } else {
+                a.geometry(&xs, &ys, &freqs, &rt, &ct)
+            }
+            .map_err(inrgan::gpu::GpuError::Shape)?;
             let geom = bu(be, &geom)?;
             let input = FusedInput::Assembled {
                 a: &a,
@@ -751,6 +839,7 @@ parity!(fused_block, atol = 2e-4, rtol = 2e-4, |be| {
         rows: grid.0,
         cols: grid.1,
         n_freq,
+        bilinear: false,
     };
     for (batch, a, layers, keep, seed) in [
         (
@@ -778,7 +867,15 @@ parity!(fused_block, atol = 2e-4, rtol = 2e-4, |be| {
         ),
     ] {
         let shape = s(batch, a.rows * a.cols, a.c_in(), false, layers);
-        fused_case(be, &mut o, &shape, Some(a), keep, seed)?;
+        fused_case(be, &mut o, &shape, Some(a.clone()), keep, seed)?;
+        // The same block reading its previous features through bilinear taps.
+        if a.c_prev > 0 {
+            let b = Assembly {
+                bilinear: true,
+                ..a
+            };
+            fused_case(be, &mut o, &shape, Some(b), keep, seed + 100)?;
+        }
     }
     Ok(o)
 });
@@ -1049,6 +1146,33 @@ fn bad_calls<B: Backend>(be: &mut B) {
     expect_err(
         "gather out of range",
         be.gather(&big, 2, 3, 3, &[0, 3], &[1], &big2),
+    );
+    let taps = |idx: Vec<u32>| Taps {
+        t: vec![0.25; idx.len()],
+        idx,
+    };
+    expect_err(
+        "bilinear second tap out of range",
+        be.gather_bilinear(&big, 2, 3, 3, &taps(vec![0, 2]), &taps(vec![1]), &big2),
+    );
+    expect_err(
+        "bilinear backward second tap out of range",
+        be.gather_bilinear_backward(&big2, 2, 3, 3, &taps(vec![1]), &taps(vec![2]), &big, false),
+    );
+    expect_err(
+        "bilinear taps without weights",
+        be.gather_bilinear(
+            &big,
+            2,
+            3,
+            3,
+            &Taps {
+                idx: vec![0],
+                t: vec![],
+            },
+            &taps(vec![1]),
+            &big2,
+        ),
     );
     let sl = SliceShape {
         batch: 2,

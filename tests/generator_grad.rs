@@ -1,6 +1,7 @@
 //! The whole generator on every backend: GPU and CPU against the f64 reference backend, and the
 //! reference backend's gradients against central finite differences, for a random subset of
-//! every parameter tensor and of the input w (tiny preset, batch 2).
+//! every parameter tensor and of the input w (tiny preset with nearest and with bilinear links,
+//! batch 2).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -17,8 +18,11 @@ use inrgan::model::params::ParamSet;
 const BATCH: usize = 2;
 const SEED: u64 = 21;
 
-fn setup() -> (Generator, Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    let cfg = ModelConfig::preset("tiny").unwrap();
+/// Both links: nearest (2x upsampling) and bilinear (taps, halo cells, their transpose).
+const PRESETS: [&str; 2] = ["tiny", "tiny-bilinear"];
+
+fn setup(preset: &str) -> (Generator, Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let cfg = ModelConfig::preset(preset).unwrap();
     let g = Generator::new(&cfg);
     let mut rng = rng(SEED);
     let mut host: Vec<Vec<f32>> = g.specs().iter().map(|s| s.initial(&mut rng)).collect();
@@ -79,11 +83,17 @@ fn compare(tag: &str, got: &Outputs, want: &Outputs, g: &Generator, tol: f64) {
 
 #[test]
 fn gpu_and_cpu_backends_match_the_reference_backend() {
-    let (g, host, z, dimg) = setup();
+    for preset in PRESETS {
+        backends_match(preset);
+    }
+}
+
+fn backends_match(preset: &str) {
+    let (g, host, z, dimg) = setup(preset);
     let want = run_model(&mut RefBackend::new(), &g, &host, &z, &dimg);
     let gpu = run_model(&mut GpuBackend::new(ctx()), &g, &host, &z, &dimg);
     // f32 against f64 through ~10 layers, FMM normalisation and sums over 256 pixels.
-    compare("gpu", &gpu, &want, &g, 2e-3);
+    compare(&format!("{preset} gpu"), &gpu, &want, &g, 2e-3);
     let cpu = run_model(
         &mut CpuBackend::new().expect("cpu backend"),
         &g,
@@ -91,12 +101,18 @@ fn gpu_and_cpu_backends_match_the_reference_backend() {
         &z,
         &dimg,
     );
-    compare("cpu", &cpu, &want, &g, 2e-3);
+    compare(&format!("{preset} cpu"), &cpu, &want, &g, 2e-3);
 }
 
 #[test]
 fn reference_gradients_match_finite_differences() {
-    let (g, host, z, dimg) = setup();
+    for preset in PRESETS {
+        gradients_match(preset);
+    }
+}
+
+fn gradients_match(preset: &str) {
+    let (g, host, z, dimg) = setup(preset);
     let mut be = RefBackend::new();
     let (_, grads, w, dw) = run_model(&mut be, &g, &host, &z, &dimg);
     let p = ParamSet::from_host(&mut be, g.specs(), &host).unwrap();
@@ -121,7 +137,7 @@ fn reference_gradients_match_finite_differences() {
         let lm = loss_w(&mut be, &p, &a);
         let fd = (lp - lm) / (2.0 * h);
         assert_close(
-            &format!("dw[{i}] vs finite differences"),
+            &format!("{preset} dw[{i}] vs finite differences"),
             &[dw[i]],
             &[fd],
             1e-5,
@@ -151,7 +167,7 @@ fn reference_gradients_match_finite_differences() {
             be.write_f64(&p.bufs[t], &orig).unwrap();
             let fd = (lp - lm) / (2.0 * h);
             assert_close(
-                &format!("d{}[{i}] vs finite differences", s.name),
+                &format!("{preset} d{}[{i}] vs finite differences", s.name),
                 &[grads[t][i]],
                 &[fd],
                 1e-5,

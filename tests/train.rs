@@ -211,3 +211,82 @@ fn the_tiny_model_learns_shapes_and_its_swd_falls() {
     // deterministic, so this is the same number on every run).
     assert!(after < 0.65 * before, "SWD {before:.1} -> {after:.1}");
 }
+
+/// With augmentation (adaptive, fast enough that p moves in a few steps, on the bilinear
+/// preset): steps are finite and deterministic, the probability is logged and moves, and a
+/// resumed run draws the same augmentations as one that never stopped.
+#[test]
+fn augmented_steps_resume_exactly_and_the_adaptive_probability_moves() {
+    use inrgan::train::augment::{AugmentConfig, AugmentMode};
+    let model = ModelConfig::preset("tiny-bilinear").unwrap();
+    let base = cfg();
+    let cfg = TrainConfig {
+        augment: AugmentConfig {
+            p: 0.5,
+            interval: 1,
+            speed_kimg: 0.01,
+            ..AugmentConfig::with_mode(AugmentMode::Adaptive)
+        },
+        ..base.clone()
+    };
+    let dir = std::env::temp_dir().join(format!("inrgan-aug-ckpt-{}", std::process::id()));
+    let mut be = CpuBackend::new().unwrap();
+    let mut t = Trainer::new(&mut be, &model, cfg.clone()).unwrap();
+    let straight: Vec<_> = (0..5)
+        .map(|i| t.step(&mut be, &shapes(4, 200 + i)).unwrap())
+        .collect();
+    assert!(
+        straight
+            .iter()
+            .all(|s| s.g_loss.is_finite() && s.d_loss.is_finite())
+    );
+    assert_eq!(straight[0].aug_p, 0.5);
+    assert!(
+        straight.windows(2).any(|w| w[0].aug_p != w[1].aug_p),
+        "p should move by 0.4 a step: {straight:?}"
+    );
+    let mut t1 = Trainer::new(&mut be, &model, cfg.clone()).unwrap();
+    for i in 0..3 {
+        t1.step(&mut be, &shapes(4, 200 + i)).unwrap();
+    }
+    let ck = inrgan::train::checkpoint::save(&t1, &mut be, &dir).unwrap();
+    let mut be2 = CpuBackend::new().unwrap();
+    let mut t2 = inrgan::train::checkpoint::load(&mut be2, &ck).unwrap();
+    assert_eq!(t2.aug, t1.aug);
+    let resumed: Vec<_> = (3..5)
+        .map(|i| t2.step(&mut be2, &shapes(4, 200 + i)).unwrap())
+        .collect();
+    assert_eq!(resumed, straight[3..], "resumed augmented steps");
+    std::fs::remove_dir_all(&dir).ok();
+    // Augmentation changes what D sees: the same run without it takes other numbers.
+    let mut plain = Trainer::new(&mut be, &model, base).unwrap();
+    let p0 = plain.step(&mut be, &shapes(4, 200)).unwrap();
+    assert_ne!(p0.d_loss, straight[0].d_loss);
+    assert_eq!(p0.aug_p, 0.0);
+}
+
+#[test]
+fn adaptive_probability_follows_the_sign_of_d_on_the_reals() {
+    use inrgan::train::augment::{AugmentConfig, AugmentMode, AugmentState};
+    let cfg = AugmentConfig::with_mode(AugmentMode::Adaptive);
+    let mut s = AugmentState::new(&cfg);
+    assert_eq!(s.p(&cfg), 0.0);
+    // D confident on the reals (all positive): overfitting, p rises by batch * 4 / 500k.
+    for step in 1..=8 {
+        s.observe(&cfg, &[1.0; 32], 32, step);
+    }
+    let step_size = 32.0 * 4.0 / 500_000.0;
+    assert!((s.p - 2.0 * step_size).abs() < 1e-12, "{s:?}");
+    // Half the reals scored negative: r = 0 < 0.6, p falls (not below 0).
+    for step in 9..=20 {
+        s.observe(&cfg, &[1.0, -1.0], 32, step);
+    }
+    assert_eq!(s.p, 0.0);
+    // Fixed ignores the statistic; none is 0.
+    let fixed = AugmentConfig::with_mode(AugmentMode::Fixed);
+    assert_eq!(AugmentState::new(&fixed).p(&fixed), 1.0);
+    assert_eq!(s.p(&AugmentConfig::default()), 0.0);
+    assert!(AugmentConfig { p: 1.5, ..fixed }.validate().is_err());
+    assert_eq!(AugmentConfig::default_for(1906).mode, AugmentMode::Fixed);
+    assert_eq!(AugmentConfig::default_for(50_000).mode, AugmentMode::None);
+}

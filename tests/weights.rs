@@ -124,6 +124,7 @@ fn render_command_writes_a_png_with_its_recipe() {
         latent: None,
         levels: None,
         raw: None,
+        supersample: None,
     };
     let mut last = 0.0;
     inrgan::commands::render(&args, |f| {

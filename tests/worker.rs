@@ -39,6 +39,7 @@ fn run_cfg(out: std::path::PathBuf, kimg: f64, resume: bool) -> RunConfig {
         resume,
         sample_seeds: vec![1, 2, 3, 4],
         metric_samples: 0,
+        augment: None,
     }
 }
 

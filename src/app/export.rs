@@ -153,6 +153,7 @@ impl ExportPanel {
             latent: Some(input.spec.clone()),
             levels: (levels < input.model.generator.cfg.levels.len()).then_some(levels),
             raw: None,
+            supersample: None,
         };
         let model = input.model.clone();
         let what = format!("{} ({}x{})", s.path, args.width, args.height);
@@ -239,6 +240,7 @@ impl ExportPanel {
                         latent: Some(l),
                         levels: None,
                         raw: None,
+                        supersample: None,
                     };
                     crate::commands::render_model(&model, &args, |_| true)
                         .map_err(|e| format!("{e:#}"))?;

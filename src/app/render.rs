@@ -12,6 +12,7 @@ use crate::backend::{Backend, BackendKind};
 use crate::commands::LoadedModel;
 use crate::gpu::{GpuContext, Recorder};
 use crate::latent::LatentSpec;
+use crate::model::generator::{VIEWPORT_SUPERSAMPLE, box_average};
 use crate::model::params::ParamSet;
 use crate::reference::image::quantize;
 
@@ -343,19 +344,40 @@ fn serve<B: Backend>(
             // The widest per-pixel buffer of the path the backend takes bounds a strip's rows.
             let channels = g.frame_channels_on(be, levels);
             let (w, h) = (r.width, r.height);
+            // The full frame of a zoomed-out view averages ss x ss samples a pixel (the
+            // preview stays single-sampled).
+            let ss = if r.preview {
+                1
+            } else {
+                g.supersampling(r.window, w, h, VIEWPORT_SUPERSAMPLE)
+            };
             let step = if r.preview {
                 h
             } else {
-                present.strip_rows(w, channels)
+                present.strip_rows(ss * w, channels) / ss
             }
             .clamp(1, h.max(1));
             for r0 in (0..h).step_by(step) {
                 let r1 = (r0 + step).min(h);
                 let plan = g
-                    .partial_tile_plan(r.window, w, h, 0..w, r0..r1, levels)
+                    .partial_tile_plan(
+                        r.window,
+                        ss * w,
+                        ss * h,
+                        0..ss * w,
+                        ss * r0..ss * r1,
+                        levels,
+                    )
                     .map_err(s)?;
                 let tape = g.synthesize_fast(be, p, &refs, 1, &plan).map_err(s)?;
-                present.strip(be, tape.img(), w, h, r0, r1 - r0)?;
+                if ss == 1 {
+                    present.strip(be, tape.img(), w, h, r0, r1 - r0)?;
+                } else {
+                    let samples = be.read(tape.img()).map_err(s)?;
+                    let avg = box_average(&samples, 3, w, r1 - r0, ss);
+                    let buf = be.upload(&avg, "averaged strip").map_err(s)?;
+                    present.strip(be, &buf, w, h, r0, r1 - r0)?;
+                }
                 if r1 < h {
                     while let Ok(j) = jobs.try_recv() {
                         backlog.push_back(j);

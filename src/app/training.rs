@@ -7,6 +7,8 @@ use std::sync::mpsc::Receiver;
 
 use serde::{Deserialize, Serialize};
 
+use crate::train::augment::AugmentMode;
+
 use crate::backend::BackendKind;
 use crate::commands::TrainArgs;
 use crate::train::worker::{BatchSource, Command, Event, Metric, RunConfig, Worker};
@@ -34,6 +36,8 @@ pub struct TrainSettings {
     pub checkpoint_kimg: f64,
     /// Show the training generator (EMA) in the viewport.
     pub follow: bool,
+    /// Augmentation of D's inputs; `None`: the default for the data set's size.
+    pub augment: Option<AugmentMode>,
 }
 
 impl Default for TrainSettings {
@@ -51,6 +55,7 @@ impl Default for TrainSettings {
             sample_every: 50,
             checkpoint_kimg: 10.0,
             follow: true,
+            augment: None,
         }
     }
 }
@@ -156,6 +161,7 @@ impl TrainingPanel {
             checkpoint_kimg: s.checkpoint_kimg,
             sample_every: s.sample_every,
             mirror: true,
+            augment: s.augment,
         }
     }
 
@@ -172,8 +178,8 @@ impl TrainingPanel {
             .name("training data".into())
             .spawn(move || {
                 let prepared = (|| {
-                    let (source, metric, warning) = crate::commands::training_data(&args)?;
-                    let mut run = crate::commands::run_config(&args)?;
+                    let (source, metric, warning, n) = crate::commands::training_data(&args)?;
+                    let mut run = crate::commands::run_config(&args, n)?;
                     run.metric_samples = 128;
                     anyhow::Ok((run, source, metric, warning))
                 })()
@@ -539,6 +545,31 @@ impl TrainingPanel {
                 )
                 .labelled_by(l.id)
                 .on_hover_text("Weight of the R1 gradient penalty on real images (stabilises D)");
+                ui.end_row();
+                let l = ui.label("Augmentation");
+                let name = |m: Option<AugmentMode>| match m {
+                    None => "auto".to_string(),
+                    Some(m) => m.to_string(),
+                };
+                egui::ComboBox::from_id_salt("augment")
+                    .selected_text(name(s.augment))
+                    .show_ui(ui, |ui| {
+                        for m in [
+                            None,
+                            Some(AugmentMode::None),
+                            Some(AugmentMode::Fixed),
+                            Some(AugmentMode::Adaptive),
+                        ] {
+                            ui.selectable_value(&mut s.augment, m, name(m));
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id)
+                    .on_hover_text(
+                        "What D sees goes through colour, translation and cutout (DiffAugment): \
+                         fixed on every image, adaptive by ADA's probability, auto: fixed \
+                         under 10,000 images",
+                    );
                 ui.end_row();
                 let l = ui.label("Length (kimg)");
                 ui.add(

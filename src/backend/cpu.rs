@@ -25,6 +25,7 @@ use crate::gpu::GpuError;
 use crate::reference as r;
 use crate::reference::act::ActShape;
 use crate::reference::adam::AdamConfig;
+use crate::reference::augment::{AUG_PARAMS, AugParams, AugShape};
 use crate::reference::conv::{BLUR_TAPS, ConvShape, blur_down2x_out};
 use crate::reference::coords::CoordsShape;
 use crate::reference::fmm::{FMM_EPS, FmmShape};
@@ -32,7 +33,7 @@ use crate::reference::fused::{Assembly, FusedInput, FusedShape};
 use crate::reference::linear::{BiasMode, Gemm};
 use crate::reference::mbstd::{MBSTD_EPS, MbstdShape};
 use crate::reference::modulate::ModulateShape;
-use crate::reference::resample::{ConcatShape, SliceShape};
+use crate::reference::resample::{ConcatShape, SliceShape, Taps};
 
 /// Work (multiply-adds or values) below which an operation runs on the calling thread.
 const PAR_WORK: usize = 1 << 15;
@@ -406,6 +407,51 @@ pub(in crate::backend) mod check {
         need("gather x", x, planes * h * w)?;
         need("gather y", y, n)?;
         Ok(true)
+    }
+
+    /// [`Backend::gather_bilinear`] and its backward (`x` is the `[planes, h, w]` side, `y`
+    /// the sampled side).
+    pub fn gather_bilinear(
+        what: &str,
+        x: usize,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        y: usize,
+    ) -> BResult<bool> {
+        let n = planes * rows.len() * cols.len();
+        rows.check(h, "rows").map_err(shape_err)?;
+        cols.check(w, "columns").map_err(shape_err)?;
+        if n == 0 || planes * h * w == 0 {
+            return Ok(false);
+        }
+        need(&format!("{what} x"), x, planes * h * w)?;
+        need(&format!("{what} y"), y, n)?;
+        Ok(true)
+    }
+
+    /// The augment ops: the shape's buffers and finite parameters (read from `prm`); None when
+    /// there is nothing to do.
+    pub fn augment(
+        s: &AugShape,
+        what: &str,
+        x: usize,
+        prm: &CpuBuf,
+        y: usize,
+    ) -> BResult<Option<Vec<f32>>> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if s.channels == 0 {
+            return Err(shape_err(format!("{what}: no channels")));
+        }
+        need(&format!("{what} x"), x, s.len())?;
+        need(&format!("{what} y"), y, s.len())?;
+        let pv = rd(&format!("{what} params"), prm)?.clone();
+        s.check(&pv).map_err(shape_err)?;
+        Ok(Some(pv))
     }
 
     /// [`Backend::concat_channels`].
@@ -1726,8 +1772,21 @@ impl CpuBackend {
                             let q = t0 + tt;
                             let (r, c) = (q / a.cols, q % a.cols);
                             let src = geo.rows[r] as usize * a.prev_cols + geo.cols[c] as usize;
-                            for i in 0..a.c_prev {
-                                xin[i * nt + tt] = feat[(b * a.c_prev + i) * prev_np + src];
+                            if a.bilinear {
+                                // As the unfused path's gather_bilinear, value for value.
+                                let (tr, tc) = (geo.row_t[r], geo.col_t[c]);
+                                let (ur, uc) = (1.0 - tr, 1.0 - tc);
+                                let pc = a.prev_cols;
+                                for i in 0..a.c_prev {
+                                    let f = &feat[(b * a.c_prev + i) * prev_np + src..];
+                                    let top = uc * f[0] + tc * f[1];
+                                    let bottom = uc * f[pc] + tc * f[pc + 1];
+                                    xin[i * nt + tt] = ur * top + tr * bottom;
+                                }
+                            } else {
+                                for i in 0..a.c_prev {
+                                    xin[i * nt + tt] = feat[(b * a.c_prev + i) * prev_np + src];
+                                }
                             }
                             if table.is_none() {
                                 // As the unfused path's embeddings (coords_forward).
@@ -2588,6 +2647,225 @@ impl Backend for CpuBackend {
                 }
             },
         );
+        Ok(())
+    }
+
+    fn gather_bilinear(
+        &mut self,
+        x: &CpuBuf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        y: &CpuBuf,
+    ) -> BResult<()> {
+        if !check::gather_bilinear("gather_bilinear", x.len, planes, h, w, rows, cols, y.len)? {
+            return Ok(());
+        }
+        let xg = rd("gather_bilinear x", x)?;
+        let mut yg = wr("gather_bilinear y", y)?;
+        let xv = &xg[..];
+        let (nr, nc) = (rows.len(), cols.len());
+        // Per column: (index, 1 - t, t), computed once.
+        let cw: Vec<(usize, f32, f32)> = cols
+            .idx
+            .iter()
+            .zip(&cols.t)
+            .map(|(&i, &t)| (i as usize, 1.0 - t, t))
+            .collect();
+        self.rows(
+            &mut yg[..planes * nr * nc],
+            nc,
+            4 * planes * nr * nc,
+            |r, out| {
+                let (p, rr) = (r / nr, r % nr);
+                let (ir, tr) = (rows.idx[rr] as usize, rows.t[rr]);
+                let r0 = &xv[(p * h + ir) * w..(p * h + ir + 1) * w];
+                let r1 = &xv[(p * h + ir + 1) * w..(p * h + ir + 2) * w];
+                for (v, &(ic, uc, tc)) in out.iter_mut().zip(&cw) {
+                    let a = uc * r0[ic] + tc * r0[ic + 1];
+                    let b = uc * r1[ic] + tc * r1[ic + 1];
+                    *v = (1.0 - tr) * a + tr * b;
+                }
+            },
+        );
+        Ok(())
+    }
+
+    fn gather_bilinear_backward(
+        &mut self,
+        dy: &CpuBuf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        dx: &CpuBuf,
+        accumulate: bool,
+    ) -> BResult<()> {
+        let what = "gather_bilinear_backward";
+        if !check::gather_bilinear(what, dx.len, planes, h, w, rows, cols, dy.len)? {
+            return Ok(());
+        }
+        let dyg = rd("gather_bilinear_backward dy", dy)?;
+        let mut dxg = wr("gather_bilinear_backward dx", dx)?;
+        let dyv = &dyg[..];
+        let (nr, nc) = (rows.len(), cols.len());
+        let (roff, rout, rwt) = rows.inverse(h);
+        let (coff, cout, cwt) = cols.inverse(w);
+        // One task per (plane, source row): the rows of dY it feeds, each reduced over columns
+        // by the column inverse, summed in output order.
+        self.rows(
+            &mut dxg[..planes * h * w],
+            w,
+            8 * planes * nr * nc,
+            |r, out| {
+                let (p, i) = (r / h, r % h);
+                let mut acc = vec![0f32; w];
+                for e in roff[i] as usize..roff[i + 1] as usize {
+                    let (rr, wr_) = (rout[e] as usize, rwt[e]);
+                    let d = &dyv[(p * nr + rr) * nc..(p * nr + rr + 1) * nc];
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let mut s = 0f32;
+                        for f in coff[j] as usize..coff[j + 1] as usize {
+                            s += cwt[f] * d[cout[f] as usize];
+                        }
+                        *a += wr_ * s;
+                    }
+                }
+                for (v, a) in out.iter_mut().zip(acc) {
+                    *v = if accumulate { *v + a } else { a };
+                }
+            },
+        );
+        Ok(())
+    }
+
+    fn aug_color(
+        &mut self,
+        s: &AugShape,
+        x: &CpuBuf,
+        prm: &CpuBuf,
+        y: &CpuBuf,
+        brightness: bool,
+    ) -> BResult<()> {
+        let Some(pv) = check::augment(s, "aug_color", x.len, prm, y.len)? else {
+            return Ok(());
+        };
+        let xg = rd("aug_color x", x)?;
+        let mut yg = wr("aug_color y", y)?;
+        let (np, nc, xv) = (s.pixels(), s.channels, &xg[..]);
+        let inv = 1.0 / nc as f32;
+        self.rows(&mut yg[..s.len()], nc * np, s.len() * 2, |b, out| {
+            let beta = if brightness { pv[b * AUG_PARAMS] } else { 0.0 };
+            let sat = pv[b * AUG_PARAMS + 1];
+            let xb = &xv[b * nc * np..(b + 1) * nc * np];
+            for p in 0..np {
+                let mut m = 0.0f32;
+                for c in 0..nc {
+                    m += xb[c * np + p];
+                }
+                m *= inv;
+                for c in 0..nc {
+                    out[c * np + p] = sat * (xb[c * np + p] - m) + m + beta;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn aug_blend(
+        &mut self,
+        s: &AugShape,
+        x: &CpuBuf,
+        prm: &CpuBuf,
+        mu: &CpuBuf,
+        y: &CpuBuf,
+    ) -> BResult<()> {
+        let Some(pv) = check::augment(s, "aug_blend", x.len, prm, y.len)? else {
+            return Ok(());
+        };
+        check::need("aug_blend mu", mu.len, s.batch)?;
+        let mv = rd("aug_blend mu", mu)?.clone();
+        let xg = rd("aug_blend x", x)?;
+        let mut yg = wr("aug_blend y", y)?;
+        let (n, xv) = (s.per_image(), &xg[..]);
+        self.rows(&mut yg[..s.len()], n, s.len(), |b, out| {
+            let (k, m) = (pv[b * AUG_PARAMS + 2], mv[b]);
+            for (o, &v) in out.iter_mut().zip(&xv[b * n..(b + 1) * n]) {
+                *o = k * (v - m) + m;
+            }
+        });
+        Ok(())
+    }
+
+    fn aug_shift_forward(
+        &mut self,
+        s: &AugShape,
+        x: &CpuBuf,
+        prm: &CpuBuf,
+        y: &CpuBuf,
+    ) -> BResult<()> {
+        let Some(pv) = check::augment(s, "aug_shift_forward", x.len, prm, y.len)? else {
+            return Ok(());
+        };
+        let xg = rd("aug_shift_forward x", x)?;
+        let mut yg = wr("aug_shift_forward y", y)?;
+        let (h, w, xv) = (s.height, s.width, &xg[..]);
+        self.rows(&mut yg[..s.len()], h * w, s.len(), |plane, out| {
+            let a = AugParams::from_f32s(&pv[(plane / s.channels) * AUG_PARAMS..]);
+            let src = &xv[plane * h * w..(plane + 1) * h * w];
+            for i in 0..h {
+                let si = (i as i64 - a.ty as i64).clamp(0, h as i64 - 1) as usize;
+                for j in 0..w {
+                    let sj = (j as i64 - a.tx as i64).clamp(0, w as i64 - 1) as usize;
+                    out[i * w + j] = if a.cut_out(i, j) {
+                        0.0
+                    } else {
+                        src[si * w + sj]
+                    };
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn aug_shift_backward(
+        &mut self,
+        s: &AugShape,
+        dy: &CpuBuf,
+        prm: &CpuBuf,
+        dx: &CpuBuf,
+    ) -> BResult<()> {
+        let Some(pv) = check::augment(s, "aug_shift_backward", dy.len, prm, dx.len)? else {
+            return Ok(());
+        };
+        let dyg = rd("aug_shift_backward dy", dy)?;
+        let mut dxg = wr("aug_shift_backward dx", dx)?;
+        let (h, w, dyv) = (s.height, s.width, &dyg[..]);
+        self.rows(&mut dxg[..s.len()], h * w, s.len() * 2, |plane, out| {
+            let a = AugParams::from_f32s(&pv[(plane / s.channels) * AUG_PARAMS..]);
+            let d = &dyv[plane * h * w..(plane + 1) * h * w];
+            for i in 0..h {
+                let (r0, r1) = r::augment::shift_sources(i, a.ty as i64, h);
+                for j in 0..w {
+                    let (c0, c1) = r::augment::shift_sources(j, a.tx as i64, w);
+                    // As the kernel: rows, each summed over its columns, in increasing order.
+                    let mut acc = 0.0f32;
+                    for oi in r0..r1 {
+                        let mut row = 0.0f32;
+                        for oj in c0..c1 {
+                            if !a.cut_out(oi, oj) {
+                                row += d[oi * w + oj];
+                            }
+                        }
+                        acc += row;
+                    }
+                    out[i * w + j] = acc;
+                }
+            }
+        });
         Ok(())
     }
 

@@ -8,13 +8,14 @@ use crate::gpu::{GpuBuffer, GpuContext, GpuError, Recorder};
 use crate::kernels as k;
 use crate::reference::act::ActShape;
 use crate::reference::adam::AdamConfig;
+use crate::reference::augment::AugShape;
 use crate::reference::conv::ConvShape;
 use crate::reference::coords::CoordsShape;
 use crate::reference::fmm::FmmShape;
 use crate::reference::linear::Gemm;
 use crate::reference::mbstd::MbstdShape;
 use crate::reference::modulate::ModulateShape;
-use crate::reference::resample::{ConcatShape, SliceShape};
+use crate::reference::resample::{ConcatShape, SliceShape, Taps};
 
 /// Operations recorded before an automatic submit.
 pub const MAX_PENDING: usize = 256;
@@ -334,6 +335,77 @@ impl<'a> Backend for GpuBackend<'a> {
     ) -> BResult<()> {
         let t = k::resample::GatherTables::new(self.ctx, rows, cols)?;
         self.op(|r| k::resample::gather(r, x, planes, h, w, &t, y))
+    }
+
+    fn gather_bilinear(
+        &mut self,
+        x: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        let t = k::resample::BilinearTables::new(self.ctx, h, w, rows, cols)?;
+        self.op(|r| k::resample::gather_bilinear(r, x, planes, &t, y))
+    }
+
+    fn gather_bilinear_backward(
+        &mut self,
+        dy: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        dx: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()> {
+        let t = k::resample::BilinearInverse::new(self.ctx, h, w, rows, cols)?;
+        self.op(|r| k::resample::gather_bilinear_backward(r, dy, planes, &t, dx, accumulate))
+    }
+
+    fn aug_color(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        y: &Self::Buf,
+        brightness: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::augment::color(r, s, x, prm, y, brightness))
+    }
+
+    fn aug_blend(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        mu: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::augment::blend(r, s, x, prm, mu, y))
+    }
+
+    fn aug_shift_forward(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::augment::shift_forward(r, s, x, prm, y))
+    }
+
+    fn aug_shift_backward(
+        &mut self,
+        s: &AugShape,
+        dy: &Self::Buf,
+        prm: &Self::Buf,
+        dx: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::augment::shift_backward(r, s, dy, prm, dx))
     }
 
     fn has_fused(&self) -> bool {

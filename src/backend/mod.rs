@@ -15,13 +15,14 @@ pub mod reference;
 use crate::gpu::GpuError;
 use crate::reference::act::ActShape;
 use crate::reference::adam::AdamConfig;
+use crate::reference::augment::AugShape;
 use crate::reference::conv::ConvShape;
 use crate::reference::coords::CoordsShape;
 use crate::reference::fmm::FmmShape;
 use crate::reference::linear::Gemm;
 use crate::reference::mbstd::MbstdShape;
 use crate::reference::modulate::ModulateShape;
-use crate::reference::resample::{ConcatShape, SliceShape};
+use crate::reference::resample::{ConcatShape, SliceShape, Taps};
 
 /// Errors of either backend: the GPU layer's errors, and the CPU backend's shape errors as
 /// [`GpuError::Shape`].
@@ -223,6 +224,31 @@ pub trait Backend {
         cols: &[u32],
         y: &Self::Buf,
     ) -> BResult<()>;
+    /// Bilinear sampling by separable taps (`reference::resample::gather_bilinear`): the
+    /// bilinear link between scale levels.
+    fn gather_bilinear(
+        &mut self,
+        x: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    /// The transpose of [`Backend::gather_bilinear`] into `dx [planes, h, w]` (added to it when
+    /// `accumulate`), summed as a gather in a fixed order (`Taps::inverse`).
+    fn gather_bilinear_backward(
+        &mut self,
+        dy: &Self::Buf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        dx: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()>;
     /// Whether [`Backend::fused_level_forward`] runs here (else the generator runs the block's
     /// layers one by one).
     fn has_fused(&self) -> bool {
@@ -345,6 +371,42 @@ pub trait Backend {
         dy: &Self::Buf,
         dstat: &Self::Buf,
         dxdot: &Self::Buf,
+    ) -> BResult<()>;
+
+    // ---- augment (shaders/augment.wgsl; parameters `[batch, AUG_PARAMS]`) ----
+    /// Saturation and, when `brightness`, brightness (`reference::augment::color`).
+    fn aug_color(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        y: &Self::Buf,
+        brightness: bool,
+    ) -> BResult<()>;
+    /// Contrast toward the per-image values `mu [batch]` (`reference::augment::blend`).
+    fn aug_blend(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        mu: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    /// Translation with edge replication, then cutout (`reference::augment::shift_forward`).
+    fn aug_shift_forward(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    /// The transpose of [`Backend::aug_shift_forward`] into `dx` (overwritten).
+    fn aug_shift_backward(
+        &mut self,
+        s: &AugShape,
+        dy: &Self::Buf,
+        prm: &Self::Buf,
+        dx: &Self::Buf,
     ) -> BResult<()>;
 
     // ---- reduce ----

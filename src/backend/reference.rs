@@ -19,6 +19,7 @@ use crate::gpu::GpuError;
 use crate::reference as r;
 use crate::reference::act::ActShape;
 use crate::reference::adam::AdamConfig;
+use crate::reference::augment::AugShape;
 use crate::reference::conv::{ConvShape, blur_down2x_out};
 use crate::reference::coords::CoordsShape;
 use crate::reference::fmm::FmmShape;
@@ -26,6 +27,7 @@ use crate::reference::fused::{FusedInput, FusedShape};
 use crate::reference::linear::{BiasMode, Gemm};
 use crate::reference::mbstd::MbstdShape;
 use crate::reference::modulate::ModulateShape;
+use crate::reference::resample::Taps;
 use crate::reference::resample::{ConcatShape, SliceShape};
 
 /// An `f64` buffer of the reference backend (its length never changes).
@@ -397,6 +399,110 @@ impl Backend for RefBackend {
         Ok(())
     }
 
+    fn gather_bilinear(
+        &mut self,
+        x: &RefBuf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        y: &RefBuf,
+    ) -> BResult<()> {
+        if !check::gather_bilinear("gather_bilinear", x.len, planes, h, w, rows, cols, y.len)? {
+            return Ok(());
+        }
+        let g_x = rd("gather_bilinear x", x)?;
+        let out = r::resample::gather_bilinear(&g_x, planes, h, w, rows, cols);
+        store(&mut wr("gather_bilinear y", y)?, &out, false);
+        Ok(())
+    }
+
+    fn gather_bilinear_backward(
+        &mut self,
+        dy: &RefBuf,
+        planes: usize,
+        h: usize,
+        w: usize,
+        rows: &Taps,
+        cols: &Taps,
+        dx: &RefBuf,
+        accumulate: bool,
+    ) -> BResult<()> {
+        let what = "gather_bilinear_backward";
+        if !check::gather_bilinear(what, dx.len, planes, h, w, rows, cols, dy.len)? {
+            return Ok(());
+        }
+        let g_dy = rd("gather_bilinear_backward dy", dy)?;
+        let g = r::resample::gather_bilinear_backward(&g_dy, planes, h, w, rows, cols);
+        store(&mut wr("gather_bilinear_backward dx", dx)?, &g, accumulate);
+        Ok(())
+    }
+
+    fn aug_color(
+        &mut self,
+        s: &AugShape,
+        x: &RefBuf,
+        prm: &RefBuf,
+        y: &RefBuf,
+        brightness: bool,
+    ) -> BResult<()> {
+        let Some(pv) = aug_check(s, "aug_color", x.len, prm, y.len)? else {
+            return Ok(());
+        };
+        let out = r::augment::color(s, &rd("aug_color x", x)?, &pv, brightness);
+        store(&mut wr("aug_color y", y)?, &out, false);
+        Ok(())
+    }
+
+    fn aug_blend(
+        &mut self,
+        s: &AugShape,
+        x: &RefBuf,
+        prm: &RefBuf,
+        mu: &RefBuf,
+        y: &RefBuf,
+    ) -> BResult<()> {
+        let Some(pv) = aug_check(s, "aug_blend", x.len, prm, y.len)? else {
+            return Ok(());
+        };
+        check::need("aug_blend mu", mu.len, s.batch)?;
+        let m = rd("aug_blend mu", mu)?.clone();
+        let out = r::augment::blend(s, &rd("aug_blend x", x)?, &pv, &m);
+        store(&mut wr("aug_blend y", y)?, &out, false);
+        Ok(())
+    }
+
+    fn aug_shift_forward(
+        &mut self,
+        s: &AugShape,
+        x: &RefBuf,
+        prm: &RefBuf,
+        y: &RefBuf,
+    ) -> BResult<()> {
+        let Some(pv) = aug_check(s, "aug_shift_forward", x.len, prm, y.len)? else {
+            return Ok(());
+        };
+        let out = r::augment::shift_forward(s, &rd("aug_shift_forward x", x)?, &pv);
+        store(&mut wr("aug_shift_forward y", y)?, &out, false);
+        Ok(())
+    }
+
+    fn aug_shift_backward(
+        &mut self,
+        s: &AugShape,
+        dy: &RefBuf,
+        prm: &RefBuf,
+        dx: &RefBuf,
+    ) -> BResult<()> {
+        let Some(pv) = aug_check(s, "aug_shift_backward", dy.len, prm, dx.len)? else {
+            return Ok(());
+        };
+        let out = r::augment::shift_backward(s, &rd("aug_shift_backward dy", dy)?, &pv);
+        store(&mut wr("aug_shift_backward dx", dx)?, &out, false);
+        Ok(())
+    }
+
     // `has_fused` stays false: renders on the oracle run the unfused layers; the fused block is
     // here for the parity tests of the other backends' fused paths.
     fn fused_level_forward(
@@ -435,6 +541,7 @@ impl Backend for RefBackend {
                     &f64s(&geo.freqs),
                     &geo.rows,
                     &geo.cols,
+                    a.bilinear.then_some((&geo.row_t[..], &geo.col_t[..])),
                 )
             }
         };
@@ -785,4 +892,29 @@ impl Backend for RefBackend {
         }
         Ok(r::image::to_rgba8(&rd("to_rgba8 x", x)?, batch, pixels))
     }
+}
+
+/// The augment ops' checks: the shape's buffers and finite parameters (read as `f32`); None when
+/// there is nothing to do.
+fn aug_check(
+    s: &AugShape,
+    what: &str,
+    x: usize,
+    prm: &RefBuf,
+    y: usize,
+) -> BResult<Option<Vec<f32>>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.channels == 0 {
+        return Err(GpuError::Shape(format!("{what}: no channels")));
+    }
+    check::need(&format!("{what} x"), x, s.len())?;
+    check::need(&format!("{what} y"), y, s.len())?;
+    let pv: Vec<f32> = rd(&format!("{what} params"), prm)?
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    s.check(&pv).map_err(GpuError::Shape)?;
+    Ok(Some(pv))
 }

@@ -48,6 +48,7 @@ shaders! {
     Image => "image.wgsl",
     Modulate => "modulate.wgsl",
     Fused => "fused.wgsl",
+    Augment => "augment.wgsl",
 }
 
 impl Shader {

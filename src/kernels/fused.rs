@@ -21,7 +21,7 @@ struct Params {
     alpha: f32,
     gain: f32,
     groups_x: u32,
-    _pad: u32,
+    bilinear: u32,
     assemble: u32,
     c_prev: u32,
     prev_cols: u32,
@@ -152,6 +152,7 @@ pub fn level_forward(
         cols: u32_of("cols", asm.map_or(0, |a| a.cols))?,
         n_freq: u32_of("n_freq", asm.map_or(0, |a| a.n_freq))?,
         store_out: out.is_some() as u32,
+        bilinear: asm.is_some_and(|a| a.bilinear) as u32,
         ..Default::default()
     };
     // A toRGB-less block still binds something at the rgb slots.

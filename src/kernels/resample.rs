@@ -1,5 +1,6 @@
 //! `shaders/resample.wgsl`: nearest 2x upsampling (and its backward), gathers at arbitrary
-//! pixels through u32 index tables, channel concatenation and slicing.
+//! pixels through u32 index tables, bilinear sampling by separable taps (and its transpose),
+//! channel concatenation and slicing.
 //!
 //! The gradient of a broadcast concat input (`X2 [1, C2, P]` shared by the batch) is the
 //! [`slice_channels`] of `dY` (shape `[B, C2, P]`) summed over the batch, e.g.
@@ -9,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{WG, need, u32_of};
 use crate::gpu::{GpuBuffer, GpuContext, GpuError, GpuResult, Kernel, Recorder, Shader, groups_1d};
-pub use crate::reference::resample::{ConcatShape, SliceShape};
+pub use crate::reference::resample::{ConcatShape, SliceShape, Taps};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug, Default)]
@@ -190,6 +191,158 @@ pub fn gather(
             Some(t.rows.raw()),
             Some(t.cols.raw()),
             Some(y.raw()),
+        ],
+        groups_1d(n, WG),
+    )
+}
+
+/// The tap tables of [`gather_bilinear`] on the device: `[row index | column index]` and
+/// `[row t | column t]`, checked against the input's size on the host.
+pub struct BilinearTables {
+    idx: GpuBuffer<u32>,
+    t: GpuBuffer<f32>,
+    n_rows: usize,
+    n_cols: usize,
+    h: usize,
+    w: usize,
+}
+
+impl BilinearTables {
+    /// Uploads the taps for an input of `h x w` (fails if a tap reaches past it).
+    pub fn new(ctx: &GpuContext, h: usize, w: usize, rows: &Taps, cols: &Taps) -> GpuResult<Self> {
+        rows.check(h, "rows").map_err(GpuError::Shape)?;
+        cols.check(w, "columns").map_err(GpuError::Shape)?;
+        let idx: Vec<u32> = rows.idx.iter().chain(&cols.idx).copied().collect();
+        let t: Vec<f32> = rows.t.iter().chain(&cols.t).copied().collect();
+        Ok(Self {
+            idx: GpuBuffer::from_slice(ctx, &pad1(idx), "bilinear taps")?,
+            t: GpuBuffer::from_slice(ctx, &pad1(t), "bilinear weights")?,
+            n_rows: rows.len(),
+            n_cols: cols.len(),
+            h,
+            w,
+        })
+    }
+}
+
+/// The inverse tables of [`gather_bilinear_backward`] (`Taps::inverse` of both axes).
+pub struct BilinearInverse {
+    idx: GpuBuffer<u32>,
+    t: GpuBuffer<f32>,
+    n_rows: usize,
+    n_cols: usize,
+    h: usize,
+    w: usize,
+}
+
+impl BilinearInverse {
+    /// Uploads the transposes of the taps for a source of `h x w`.
+    pub fn new(ctx: &GpuContext, h: usize, w: usize, rows: &Taps, cols: &Taps) -> GpuResult<Self> {
+        rows.check(h, "rows").map_err(GpuError::Shape)?;
+        cols.check(w, "columns").map_err(GpuError::Shape)?;
+        let (ro, rr, rw) = rows.inverse(h);
+        let (co, cc, cw) = cols.inverse(w);
+        let idx: Vec<u32> = ro.into_iter().chain(rr).chain(co).chain(cc).collect();
+        let t: Vec<f32> = rw.into_iter().chain(cw).collect();
+        Ok(Self {
+            idx: GpuBuffer::from_slice(ctx, &pad1(idx), "bilinear inverse taps")?,
+            t: GpuBuffer::from_slice(ctx, &pad1(t), "bilinear inverse weights")?,
+            n_rows: rows.len(),
+            n_cols: cols.len(),
+            h,
+            w,
+        })
+    }
+}
+
+/// A buffer may not be empty: one spare value.
+fn pad1<T: Default>(mut v: Vec<T>) -> Vec<T> {
+    v.push(T::default());
+    v
+}
+
+/// Bilinear sampling by separable taps (`reference::resample::gather_bilinear`): `x`
+/// `[planes, h, w]` to `y` `[planes, Ho, Wo]`.
+pub fn gather_bilinear(
+    rec: &mut Recorder,
+    x: &GpuBuffer<f32>,
+    planes: usize,
+    t: &BilinearTables,
+    y: &GpuBuffer<f32>,
+) -> GpuResult<()> {
+    let (h, w) = (t.h, t.w);
+    let n = planes * t.n_rows * t.n_cols;
+    if n == 0 || planes * h * w == 0 {
+        return Ok(());
+    }
+    need("gather_bilinear x", x, planes * h * w)?;
+    need("gather_bilinear y", y, n)?;
+    u32_of("gather_bilinear x values", planes * h * w)?;
+    let p = Params {
+        n: u32_of("gather_bilinear outputs", n)?,
+        planes: u32_of("planes", planes)?,
+        h: u32_of("h", h)?,
+        w: u32_of("w", w)?,
+        ho: u32_of("rows", t.n_rows)?,
+        wo: u32_of("cols", t.n_cols)?,
+        ..Default::default()
+    };
+    rec.dispatch(
+        k("gather_bilinear"),
+        &p,
+        &[
+            Some(x.raw()),
+            Some(t.idx.raw()),
+            Some(t.t.raw()),
+            Some(y.raw()),
+        ],
+        groups_1d(n, WG),
+    )
+}
+
+/// The transpose of [`gather_bilinear`]: `dy` `[planes, Ho, Wo]` into `dx` `[planes, h, w]`
+/// (added when `accumulate`), in a fixed order.
+pub fn gather_bilinear_backward(
+    rec: &mut Recorder,
+    dy: &GpuBuffer<f32>,
+    planes: usize,
+    t: &BilinearInverse,
+    dx: &GpuBuffer<f32>,
+    accumulate: bool,
+) -> GpuResult<()> {
+    let (h, w) = (t.h, t.w);
+    let n = planes * h * w;
+    if n == 0 || planes * t.n_rows * t.n_cols == 0 {
+        return Ok(());
+    }
+    need(
+        "gather_bilinear_backward dy",
+        dy,
+        planes * t.n_rows * t.n_cols,
+    )?;
+    need("gather_bilinear_backward dx", dx, n)?;
+    u32_of(
+        "gather_bilinear_backward dy values",
+        planes * t.n_rows * t.n_cols,
+    )?;
+    let p = Params {
+        n: u32_of("gather_bilinear_backward outputs", n)?,
+        planes: u32_of("planes", planes)?,
+        h: u32_of("h", h)?,
+        w: u32_of("w", w)?,
+        ho: u32_of("rows", t.n_rows)?,
+        wo: u32_of("cols", t.n_cols)?,
+        accumulate: accumulate as u32,
+        ..Default::default()
+    };
+    rec.dispatch(
+        k("gather_bilinear_backward"),
+        &p,
+        &[
+            Some(dy.raw()),
+            Some(t.idx.raw()),
+            Some(t.t.raw()),
+            Some(dx.raw()),
         ],
         groups_1d(n, WG),
     )

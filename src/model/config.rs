@@ -47,6 +47,20 @@ impl DiscConfig {
     }
 }
 
+/// How a level reads the previous level's features and RGB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkMode {
+    /// Nearest: a point reads the cell it falls in, cells and pixels at their lower-left
+    /// corners (the official `inr-gan.yml`; exact on the training grid, blocky when magnified).
+    /// Configs without a `link` field, so every model trained before the field existed.
+    #[default]
+    Nearest,
+    /// Bilinear in coordinate space: cells at their centres `-1 + (2/R)(j + 1/2)`, pixels at
+    /// theirs, a point reads the bilinear blend of the four cell centres around it (halo cells
+    /// included, no clamping), so the function has no seams at any density.
+    Bilinear,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub name: String,
@@ -59,6 +73,9 @@ pub struct ModelConfig {
     /// Rank of the FMM factors.
     pub rank: usize,
     pub levels: Vec<LevelConfig>,
+    /// The link between levels; absent in older configs, which load as Nearest.
+    #[serde(default)]
+    pub link: LinkMode,
     pub discriminator: DiscConfig,
 }
 
@@ -76,6 +93,10 @@ pub enum ConfigError {
 /// The built-in presets: (name, RON text).
 pub const PRESETS: &[(&str, &str)] = &[
     ("tiny", include_str!("../../assets/presets/tiny.ron")),
+    (
+        "tiny-bilinear",
+        include_str!("../../assets/presets/tiny-bilinear.ron"),
+    ),
     ("emoji32", include_str!("../../assets/presets/emoji32.ron")),
     ("emoji64", include_str!("../../assets/presets/emoji64.ron")),
     (

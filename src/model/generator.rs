@@ -26,10 +26,10 @@ use crate::reference::fmm::FmmShape;
 use crate::reference::fused::{Assembly, FusedInput, FusedShape};
 use crate::reference::linear::{Gemm, LinearShape, ModLinearShape, Strides};
 use crate::reference::modulate::ModulateShape;
-use crate::reference::resample::ConcatShape;
+use crate::reference::resample::{ConcatShape, Taps};
 use crate::rng::Rng;
 
-use super::config::{LevelConfig, ModelConfig};
+use super::config::{LevelConfig, LinkMode, ModelConfig};
 use super::params::{Init, ParamSet, ParamSpec};
 
 /// Leaky ReLU slope and gain of every hidden layer.
@@ -380,8 +380,16 @@ impl Generator {
         Ok(())
     }
 
-    /// The training plan: every level on its full grid, nearest 2x upsampling between levels.
+    /// The training plan: with nearest links every level on its full grid, nearest 2x
+    /// upsampling between levels; with bilinear links the window plan of the training square
+    /// at the training size (the coarse levels on their grids plus a ring of halo cells).
     pub fn training_plan(&self) -> Plan {
+        if self.cfg.link == LinkMode::Bilinear {
+            let r = self.cfg.resolution;
+            if let Ok(plan) = self.window_plan([-1.0, 1.0, -1.0, 1.0], r, r) {
+                return plan;
+            }
+        }
         let levels = self
             .levels
             .iter()
@@ -547,6 +555,9 @@ impl Generator {
                 "tile {cols:?} x {rows:?} outside {width}x{height}"
             )));
         }
+        if self.cfg.link == LinkMode::Bilinear {
+            return Ok(self.bilinear_plan(win, width, height, cols, rows, n_levels));
+        }
         let n = n_levels;
         // Pixel coordinates (the window_grid convention: left edges; rows top-down, bottom edges).
         let px: Vec<f64> = cols
@@ -633,6 +644,87 @@ impl Generator {
             }
         }
         Ok(Plan { levels })
+    }
+
+    /// [`Generator::partial_plan`] for bilinear links (the window is checked). Samples sit at
+    /// centres: pixel `(c, r)` at `(x0 + (x1 - x0)(c + 1/2) / width, y1 - (y1 - y0)(r + 1/2) /
+    /// height)`, cell `j` of level `k` at `-1 + (2 / R_k)(j + 1/2)`. A sample at `p` reads the
+    /// previous level at `u = (p + 1) R / 2 - 1/2`: cells `floor(u)` and `floor(u) + 1` with
+    /// weights `1 - t` and `t`, `t = u - floor(u)` (per axis; computed in f64). Each coarser
+    /// level is evaluated on exactly the cells the next one reads, outside the square too, so a
+    /// tile's cells are those of the whole image and tiles join bitwise.
+    fn bilinear_plan(
+        &self,
+        win: [f64; 4],
+        width: usize,
+        height: usize,
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        n: usize,
+    ) -> Plan {
+        let [x0, x1, y0, y1] = win;
+        let mut pos_x = vec![Vec::new(); n];
+        let mut pos_y = vec![Vec::new(); n];
+        pos_x[n - 1] = cols
+            .map(|c| x0 + (x1 - x0) * (c as f64 + 0.5) / width as f64)
+            .collect();
+        // Rows top-down (y decreasing).
+        pos_y[n - 1] = rows
+            .map(|r| y1 - (y1 - y0) * (r as f64 + 0.5) / height as f64)
+            .collect();
+        let mut links: Vec<Link> = vec![Link::None; n];
+        // Per sample: the lower cell `floor(u)` and the weight `t` of the cell above it.
+        let taps = |pos: &[f64], res: usize| -> Vec<(i64, f64)> {
+            pos.iter()
+                .map(|&p| {
+                    let u = (p + 1.0) * res as f64 / 2.0 - 0.5;
+                    let j = u.floor();
+                    (j as i64, u - j)
+                })
+                .collect()
+        };
+        let centre = |j: i64, res: usize| -1.0 + 2.0 * (j as f64 + 0.5) / res as f64;
+        for k in (1..n).rev() {
+            let res = self.levels[k - 1].res;
+            let tx = taps(&pos_x[k], res);
+            let ty = taps(&pos_y[k], res);
+            let range = |t: &[(i64, f64)]| {
+                let lo = t.iter().map(|v| v.0).min().unwrap_or(0);
+                let hi = t.iter().map(|v| v.0).max().unwrap_or(0) + 1;
+                (lo, hi)
+            };
+            let (xlo, xhi) = range(&tx);
+            let (ylo, yhi) = range(&ty);
+            // Columns ascend: taps (j, j + 1) at (j - xlo, +1), weight t on the second.
+            let col_taps = Taps {
+                idx: tx.iter().map(|&(j, _)| (j - xlo) as u32).collect(),
+                t: tx.iter().map(|&(_, t)| t as f32).collect(),
+            };
+            // Rows descend: cell v sits at yhi - v, so the first tap is v + 1 and the second
+            // (weight 1 - t) is v.
+            let row_taps = Taps {
+                idx: ty.iter().map(|&(v, _)| (yhi - v - 1) as u32).collect(),
+                t: ty.iter().map(|&(_, t)| (1.0 - t) as f32).collect(),
+            };
+            links[k] = Link::Bilinear {
+                rows: row_taps,
+                cols: col_taps,
+            };
+            pos_x[k - 1] = (xlo..=xhi).map(|j| centre(j, res)).collect();
+            pos_y[k - 1] = (ylo..=yhi).rev().map(|v| centre(v, res)).collect();
+        }
+        let levels = links
+            .into_iter()
+            .enumerate()
+            .map(|(k, link)| LevelGrid {
+                cols: pos_x[k].len(),
+                rows: pos_y[k].len(),
+                xs: pos_x[k].iter().map(|&v| v as f32).collect(),
+                ys: pos_y[k].iter().map(|&v| v as f32).collect(),
+                link,
+            })
+            .collect();
+        Plan { levels }
     }
 
     /// The synthesis network for w `[batch, w_dim]` on `plan`; the image is
@@ -894,6 +986,7 @@ impl Generator {
         let batch = s.batch;
         let np = grid.rows * grid.cols;
         let img = be.zeros(batch * 3 * np, "img")?;
+        let mut taps: Option<(Taps, Taps)> = None;
         let (c_prev, prev_rows, prev_cols, rows, cols, feat) = if k == 0 {
             (0, 0, 0, vec![0; grid.rows], vec![0; grid.cols], None)
         } else {
@@ -906,6 +999,10 @@ impl Generator {
                     (0..grid.rows as u32).map(|r| r / 2).collect(),
                     (0..grid.cols as u32).map(|c| c / 2).collect(),
                 ),
+                Link::Bilinear { rows, cols } => {
+                    taps = Some((rows.clone(), cols.clone()));
+                    (rows.idx.clone(), cols.idx.clone())
+                }
                 Link::None => {
                     return Err(GpuError::Shape(
                         "a level after the first needs a link".into(),
@@ -929,10 +1026,13 @@ impl Generator {
             rows: grid.rows,
             cols: grid.cols,
             n_freq: lv.freqs.len(),
+            bilinear: taps.is_some(),
         };
-        let geom = a
-            .geometry(&grid.xs, &grid.ys, freqs, &rows, &cols)
-            .map_err(GpuError::Shape)?;
+        let geom = match &taps {
+            Some((rt, ct)) => a.geometry_bilinear(&grid.xs, &grid.ys, freqs, rt, ct),
+            None => a.geometry(&grid.xs, &grid.ys, freqs, &rows, &cols),
+        }
+        .map_err(GpuError::Shape)?;
         let geom = be.upload(&geom, "fused geometry")?;
         let input = FusedInput::Assembled {
             a: &a,
@@ -1032,8 +1132,35 @@ impl Generator {
             Link::Gather { rows, cols } => {
                 be.gather(x, planes, prev.rows, prev.cols, rows, cols, y)
             }
+            Link::Bilinear { rows, cols } => {
+                be.gather_bilinear(x, planes, prev.rows, prev.cols, rows, cols, y)
+            }
             Link::None => Err(GpuError::Shape(
                 "a level after the first needs a link".into(),
+            )),
+        }
+    }
+
+    /// The transpose of [`Generator::link`]: `dy` on this level's grid into `dx` on the
+    /// previous level's (overwritten). Nearest gathers at arbitrary cells have no backward
+    /// (the training plan uses `Upsample2x` for nearest links).
+    fn link_backward<B: Backend>(
+        &self,
+        be: &mut B,
+        link: &Link,
+        dy: &B::Buf,
+        planes: usize,
+        prev: &LevelGrid,
+        dx: &B::Buf,
+    ) -> BResult<()> {
+        match link {
+            Link::Upsample2x => be.upsample2x_backward(dy, dx, planes, prev.rows, prev.cols, false),
+            Link::Bilinear { rows, cols } => {
+                be.gather_bilinear_backward(dy, planes, prev.rows, prev.cols, rows, cols, dx, false)
+            }
+            Link::Gather { .. } | Link::None => Err(GpuError::Shape(
+                "the backward pass needs a training plan (nearest 2x upsampling or bilinear links)"
+                    .into(),
             )),
         }
     }
@@ -1064,9 +1191,10 @@ impl Generator {
             let lv = &self.levels[k];
             let lt = &tape.levels[k];
             let grid = &plan.levels[k];
-            if k > 0 && !matches!(grid.link, Link::Upsample2x) {
+            if k > 0 && !matches!(grid.link, Link::Upsample2x | Link::Bilinear { .. }) {
                 return Err(GpuError::Shape(
-                    "the backward pass needs the training plan (nearest 2x upsampling)".into(),
+                    "the backward pass needs a training plan (nearest 2x upsampling or bilinear links)"
+                        .into(),
                 ));
             }
             let np = lt.np;
@@ -1208,14 +1336,7 @@ impl Generator {
                         be.slice_channels(&cat.first(), &dx, &dup, false)?;
                         let pg = &plan.levels[k - 1];
                         let dprev = be.zeros(batch * c_prev * pg.rows * pg.cols, "dprev feat")?;
-                        be.upsample2x_backward(
-                            &dup,
-                            &dprev,
-                            batch * c_prev,
-                            pg.rows,
-                            pg.cols,
-                            false,
-                        )?;
+                        self.link_backward(be, &grid.link, &dup, batch * c_prev, pg, &dprev)?;
                         dfeat_next = Some(dprev);
                     }
                 }
@@ -1223,7 +1344,7 @@ impl Generator {
             if k > 0 {
                 let pg = &plan.levels[k - 1];
                 let d = be.zeros(batch * 3 * pg.rows * pg.cols, "dimg prev")?;
-                be.upsample2x_backward(&dimg_k, &d, batch * 3, pg.rows, pg.cols, false)?;
+                self.link_backward(be, &grid.link, &dimg_k, batch * 3, pg, &d)?;
                 dimg_k = d;
             }
         }
@@ -1265,6 +1386,33 @@ impl Generator {
     }
 }
 
+/// Most samples per pixel side of an export's anti-aliasing (64 samples a pixel).
+pub const MAX_SUPERSAMPLE: usize = 8;
+/// Most samples per pixel side in the viewport's full frame (it must stay interactive).
+pub const VIEWPORT_SUPERSAMPLE: usize = 4;
+
+/// The `n x n` box average of planar `[channels, rows·n, cols·n]` into `[channels, rows,
+/// cols]`: each output the mean of its block, summed in f64 row by row.
+pub fn box_average(x: &[f32], channels: usize, cols: usize, rows: usize, n: usize) -> Vec<f32> {
+    let (wb, hb) = (cols * n, rows * n);
+    let mut y = Vec::with_capacity(channels * rows * cols);
+    let inv = 1.0 / (n * n) as f64;
+    for c in 0..channels {
+        let plane = &x[c * wb * hb..(c + 1) * wb * hb];
+        for r in 0..rows {
+            for q in 0..cols {
+                let mut s = 0.0f64;
+                for dy in 0..n {
+                    let row = &plane[(r * n + dy) * wb + q * n..(r * n + dy) * wb + q * n + n];
+                    s += row.iter().map(|&v| v as f64).sum::<f64>();
+                }
+                y.push((s * inv) as f32);
+            }
+        }
+    }
+    y
+}
+
 /// How a level reads the previous level.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Link {
@@ -1274,6 +1422,8 @@ pub enum Link {
     Upsample2x,
     /// Nearest sampling by index tables into the previous level's grid (rows, columns).
     Gather { rows: Vec<u32>, cols: Vec<u32> },
+    /// Bilinear sampling by separable taps into the previous level's grid (rows top-down).
+    Bilinear { rows: Taps, cols: Taps },
 }
 
 /// Where one level is evaluated: a `rows x cols` grid with per-axis coordinates.
@@ -1458,6 +1608,60 @@ impl Generator {
             }
         }
         Ok(())
+    }
+
+    /// Samples per pixel side that anti-alias a render of `win` at `width x height`: when a
+    /// pixel spans more than the finest level's training spacing `2 / R`, the ceiling of the
+    /// ratio (so the samples are at least as dense as the training grid), capped at `cap`;
+    /// else 1. The ceiling forgives a ratio within 1e-9 of an integer.
+    pub fn supersampling(&self, win: [f64; 4], width: usize, height: usize, cap: usize) -> usize {
+        let [x0, x1, y0, y1] = win;
+        let spacing = ((x1 - x0) / width.max(1) as f64).max((y1 - y0) / height.max(1) as f64);
+        let ratio = spacing / (2.0 / self.cfg.resolution as f64);
+        if !ratio.is_finite() || ratio <= 1.0 {
+            return 1;
+        }
+        ((ratio - 1e-9).ceil() as usize).clamp(1, cap.max(1))
+    }
+
+    /// Planar RGB of the pixels `cols x rows` of the `width x height` rendering of `win`,
+    /// evaluated to `levels` levels with `ss x ss` samples per pixel averaged (a box filter):
+    /// exactly [`box_average`] of the same tile of the `ss·width x ss·height` rendering, since
+    /// tiles of one image agree bitwise with the whole.
+    #[allow(clippy::too_many_arguments)]
+    pub fn render_tile_levels<B: Backend>(
+        &self,
+        be: &mut B,
+        p: &ParamSet<B>,
+        ws: &[Vec<f32>],
+        win: [f64; 4],
+        width: usize,
+        height: usize,
+        cols: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        levels: usize,
+        ss: usize,
+    ) -> BResult<Vec<f32>> {
+        let ss = ss.max(1);
+        let (nc, nr) = (cols.len(), rows.len());
+        let big = |v: usize| {
+            v.checked_mul(ss)
+                .ok_or_else(|| GpuError::Shape(format!("{v} pixels x {ss} samples overflow")))
+        };
+        let plan = self.partial_tile_plan(
+            win,
+            big(width)?,
+            big(height)?,
+            big(cols.start)?..big(cols.end)?,
+            big(rows.start)?..big(rows.end)?,
+            levels,
+        )?;
+        let rgb = self.render_plan_levels(be, p, ws, &plan)?;
+        Ok(if ss == 1 {
+            rgb
+        } else {
+            box_average(&rgb, 3, nc, nr, ss)
+        })
     }
 
     /// Renders `win` at `width x height` for one w into one planar RGB image.

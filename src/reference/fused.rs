@@ -2,6 +2,7 @@
 //! pixel of each image, the composite of the unfused kernels (modulated linear + bias, leaky
 //! ReLU with gain, modulated toRGB accumulated into the image).
 
+use super::resample::Taps;
 use super::{Float, c};
 
 /// The shape of a fused block.
@@ -268,6 +269,9 @@ pub struct Assembly {
     pub cols: usize,
     /// Fourier frequencies: the input has `c_prev + 2 n_freq` channels.
     pub n_freq: usize,
+    /// The previous features are blended bilinearly by separable taps (the tables carry
+    /// weights), else sampled nearest.
+    pub bilinear: bool,
 }
 
 impl Assembly {
@@ -277,13 +281,54 @@ impl Assembly {
 
     /// Values of the geometry buffer.
     pub fn geometry_len(&self) -> usize {
-        2 * (self.cols + self.rows + self.n_freq)
+        let t = if self.bilinear {
+            self.rows + self.cols
+        } else {
+            0
+        };
+        2 * (self.cols + self.rows + self.n_freq) + t
+    }
+
+    /// [`Assembly::geometry`] of a bilinear assembly: the tables are the taps' first indices,
+    /// followed by `row t [rows] | column t [cols]`.
+    pub fn geometry_bilinear(
+        &self,
+        xs: &[f32],
+        ys: &[f32],
+        freqs: &[f32],
+        rows: &Taps,
+        cols: &Taps,
+    ) -> Result<Vec<f32>, String> {
+        if !self.bilinear {
+            return Err("fused geometry: bilinear taps for a nearest assembly".into());
+        }
+        if rows.t.len() != rows.idx.len() || cols.t.len() != cols.idx.len() {
+            return Err("fused geometry: taps without their weights".into());
+        }
+        let mut g = self.geometry_tables(xs, ys, freqs, &rows.idx, &cols.idx)?;
+        g.extend_from_slice(&rows.t);
+        g.extend_from_slice(&cols.t);
+        Ok(g)
     }
 
     /// The geometry buffer: `xs [cols] | ys [rows] | freqs [n_freq, 2] | row table [rows] |
     /// column table [cols]`, the tables (indices into the previous grid) stored as the bits of
     /// `u32`s. Checks every length and index.
     pub fn geometry(
+        &self,
+        xs: &[f32],
+        ys: &[f32],
+        freqs: &[f32],
+        rows: &[u32],
+        cols: &[u32],
+    ) -> Result<Vec<f32>, String> {
+        if self.bilinear {
+            return Err("fused geometry: a bilinear assembly needs its taps' weights".into());
+        }
+        self.geometry_tables(xs, ys, freqs, rows, cols)
+    }
+
+    fn geometry_tables(
         &self,
         xs: &[f32],
         ys: &[f32],
@@ -318,6 +363,25 @@ pub struct Geometry {
     pub freqs: Vec<f32>,
     pub rows: Vec<u32>,
     pub cols: Vec<u32>,
+    /// The taps' weights (bilinear assemblies; empty otherwise).
+    pub row_t: Vec<f32>,
+    pub col_t: Vec<f32>,
+}
+
+impl Geometry {
+    /// The row and column taps of a bilinear assembly.
+    pub fn taps(&self) -> (Taps, Taps) {
+        (
+            Taps {
+                idx: self.rows.clone(),
+                t: self.row_t.clone(),
+            },
+            Taps {
+                idx: self.cols.clone(),
+                t: self.col_t.clone(),
+            },
+        )
+    }
 }
 
 impl Assembly {
@@ -335,13 +399,24 @@ impl Assembly {
         let (ys, rest) = rest.split_at(self.rows);
         let (freqs, rest) = rest.split_at(2 * self.n_freq);
         let (rows, rest) = rest.split_at(self.rows);
-        let cols = &rest[..self.cols];
+        let (cols, rest) = rest.split_at(self.cols);
+        let (row_t, col_t) = if self.bilinear {
+            let (rt, rest) = rest.split_at(self.rows);
+            (rt.to_vec(), rest[..self.cols].to_vec())
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if row_t.iter().chain(&col_t).any(|t| !t.is_finite()) {
+            return Err("fused geometry: a non-finite tap weight".into());
+        }
         let g = Geometry {
             xs: xs.to_vec(),
             ys: ys.to_vec(),
             freqs: freqs.to_vec(),
             rows: rows.iter().map(|v| v.to_bits()).collect(),
             cols: cols.iter().map(|v| v.to_bits()).collect(),
+            row_t,
+            col_t,
         };
         self.check_tables(&g.rows, &g.cols)?;
         Ok(g)
@@ -349,9 +424,11 @@ impl Assembly {
 
     /// Every index of the tables lies in the previous grid (when there is one).
     fn check_tables(&self, rows: &[u32], cols: &[u32]) -> Result<(), String> {
+        // A bilinear tap also reads the next row and column.
+        let reach = self.bilinear as usize;
         if self.c_prev > 0
-            && (rows.iter().any(|&r| r as usize >= self.prev_rows)
-                || cols.iter().any(|&c| c as usize >= self.prev_cols))
+            && (rows.iter().any(|&r| r as usize + reach >= self.prev_rows)
+                || cols.iter().any(|&c| c as usize + reach >= self.prev_cols))
         {
             return Err("fused geometry: an index past the previous grid".into());
         }
@@ -360,7 +437,8 @@ impl Assembly {
 }
 
 /// The dense input an [`Assembly`] stands for, `[batch, c_in, pixels]`, from the references of
-/// the unfused kernels (gather, coordinate embeddings, channel concatenation).
+/// the unfused kernels (gather or, with `taps` (the row and column weights), bilinear gather,
+/// coordinate embeddings, channel concatenation).
 #[allow(clippy::too_many_arguments)]
 pub fn assemble_input<F: Float>(
     a: &Assembly,
@@ -371,6 +449,7 @@ pub fn assemble_input<F: Float>(
     freqs: &[F],
     rows: &[u32],
     cols: &[u32],
+    taps: Option<(&[f32], &[f32])>,
 ) -> Vec<F> {
     let np = a.rows * a.cols;
     let emb = super::coords::coords_forward(
@@ -385,7 +464,30 @@ pub fn assemble_input<F: Float>(
         freqs,
     );
     let up = if a.c_prev > 0 {
-        super::resample::gather(feat, batch * a.c_prev, a.prev_rows, a.prev_cols, rows, cols)
+        match taps {
+            Some((rt, ct)) => super::resample::gather_bilinear(
+                feat,
+                batch * a.c_prev,
+                a.prev_rows,
+                a.prev_cols,
+                &Taps {
+                    idx: rows.to_vec(),
+                    t: rt.to_vec(),
+                },
+                &Taps {
+                    idx: cols.to_vec(),
+                    t: ct.to_vec(),
+                },
+            ),
+            None => super::resample::gather(
+                feat,
+                batch * a.c_prev,
+                a.prev_rows,
+                a.prev_cols,
+                rows,
+                cols,
+            ),
+        }
     } else {
         Vec::new()
     };

@@ -7,6 +7,7 @@
 
 pub mod act;
 pub mod adam;
+pub mod augment;
 pub mod conv;
 pub mod coords;
 pub mod fmm;

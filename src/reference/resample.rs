@@ -1,5 +1,5 @@
 //! Resample family: moving pixels between the INR's scale levels (nearest 2x upsampling, gathers
-//! at arbitrary pixels, channel concatenation and slicing). Planar layouts `[.., H * W]`.
+//! at arbitrary pixels, nearest or bilinear, channel concatenation and slicing). Planar layouts `[.., H * W]`.
 
 use super::Float;
 
@@ -57,6 +57,154 @@ pub fn gather<F: Float>(
         }
     }
     y
+}
+
+/// One axis of a bilinear link: output index `i` blends the source indices `idx[i]` and
+/// `idx[i] + 1` with weights `1 - t[i]` and `t[i]` (the weights computed in the buffer's float
+/// type from the `f32` `t`, so every backend blends with the same two numbers).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Taps {
+    pub idx: Vec<u32>,
+    pub t: Vec<f32>,
+}
+
+impl Taps {
+    /// Outputs along this axis.
+    pub fn len(&self) -> usize {
+        self.idx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.idx.is_empty()
+    }
+
+    /// The largest source index read (`idx + 1`), or None when empty.
+    pub fn max_source(&self) -> Option<u32> {
+        self.idx.iter().map(|&i| i.saturating_add(1)).max()
+    }
+
+    /// Checks that the tables have equal lengths and every source index lies below `n`.
+    pub fn check(&self, n: usize, axis: &str) -> Result<(), String> {
+        if self.idx.len() != self.t.len() {
+            return Err(format!(
+                "bilinear {axis} taps: {} indices but {} weights",
+                self.idx.len(),
+                self.t.len()
+            ));
+        }
+        if let Some(m) = self.max_source()
+            && m as usize >= n
+        {
+            return Err(format!(
+                "bilinear {axis} taps reach {m} but the input has {n} {axis}"
+            ));
+        }
+        if self.t.iter().any(|t| !t.is_finite()) {
+            return Err(format!("bilinear {axis} taps: a non-finite weight"));
+        }
+        Ok(())
+    }
+
+    /// The transpose as a gather: for each source index `s < n`, the outputs that read it and
+    /// with which weight, in increasing output order (`offsets [n + 1]` into `outs` and
+    /// `weights`, two entries per output). The backward sums in this fixed order: no atomics,
+    /// bitwise reproducible.
+    pub fn inverse(&self, n: usize) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+        let mut count = vec![0u32; n + 1];
+        for &i in &self.idx {
+            let i = i as usize;
+            if i + 1 < n + 1 {
+                count[i + 1] += 1;
+            }
+            if i + 2 < n + 1 {
+                count[i + 2] += 1;
+            }
+        }
+        for s in 0..n {
+            count[s + 1] += count[s];
+        }
+        let offsets = count.clone();
+        let total = offsets[n] as usize;
+        let mut fill = offsets.clone();
+        let mut outs = vec![0u32; total];
+        let mut weights = vec![0f32; total];
+        for (o, (&i, &t)) in self.idx.iter().zip(&self.t).enumerate() {
+            for (s, w) in [(i as usize, 1.0 - t), (i as usize + 1, t)] {
+                if s < n {
+                    let e = fill[s] as usize;
+                    outs[e] = o as u32;
+                    weights[e] = w;
+                    fill[s] += 1;
+                }
+            }
+        }
+        (offsets, outs, weights)
+    }
+}
+
+/// Bilinear sampling by separable taps: `Y[bc, r, c] = (1 - tr) ((1 - tc) X[bc, ir, ic] + tc
+/// X[bc, ir, ic + 1]) + tr ((1 - tc) X[bc, ir + 1, ic] + tc X[bc, ir + 1, ic + 1])` with
+/// `(ir, tr) = rows[r]`, `(ic, tc) = cols[c]`, for `X` `[planes, h, w]`, `Y` `[planes, rows,
+/// cols]`. Panics if a tap is out of range (the backends check and return an error).
+pub fn gather_bilinear<F: Float>(
+    x: &[F],
+    planes: usize,
+    h: usize,
+    w: usize,
+    rows: &Taps,
+    cols: &Taps,
+) -> Vec<F> {
+    let one = F::one();
+    let mut y = Vec::with_capacity(planes * rows.len() * cols.len());
+    for bc in 0..planes {
+        for (&ir, &tr) in rows.idx.iter().zip(&rows.t) {
+            assert!((ir as usize) + 1 < h, "bilinear rows out of range");
+            let tr = F::from(tr).unwrap_or_else(F::nan);
+            let r0 = &x[(bc * h + ir as usize) * w..];
+            let r1 = &x[(bc * h + ir as usize + 1) * w..];
+            for (&ic, &tc) in cols.idx.iter().zip(&cols.t) {
+                let ic = ic as usize;
+                assert!(ic + 1 < w, "bilinear columns out of range");
+                let tc = F::from(tc).unwrap_or_else(F::nan);
+                let a = (one - tc) * r0[ic] + tc * r0[ic + 1];
+                let b = (one - tc) * r1[ic] + tc * r1[ic + 1];
+                y.push((one - tr) * a + tr * b);
+            }
+        }
+    }
+    y
+}
+
+/// Gradient of [`gather_bilinear`] (its transpose), written as the plain scatter it is:
+/// `dX [planes, h, w]`.
+pub fn gather_bilinear_backward<F: Float>(
+    dy: &[F],
+    planes: usize,
+    h: usize,
+    w: usize,
+    rows: &Taps,
+    cols: &Taps,
+) -> Vec<F> {
+    let one = F::one();
+    let mut dx = vec![F::zero(); planes * h * w];
+    let (nr, nc) = (rows.len(), cols.len());
+    for bc in 0..planes {
+        for (r, (&ir, &tr)) in rows.idx.iter().zip(&rows.t).enumerate() {
+            let tr = F::from(tr).unwrap_or_else(F::nan);
+            for (c, (&ic, &tc)) in cols.idx.iter().zip(&cols.t).enumerate() {
+                let tc = F::from(tc).unwrap_or_else(F::nan);
+                let g = dy[(bc * nr + r) * nc + c];
+                let (ir, ic) = (ir as usize, ic as usize);
+                for (i, wr) in [(ir, one - tr), (ir + 1, tr)] {
+                    for (j, wc) in [(ic, one - tc), (ic + 1, tc)] {
+                        let k = (bc * h + i) * w + j;
+                        dx[k] = dx[k] + wr * wc * g;
+                    }
+                }
+            }
+        }
+    }
+    dx
 }
 
 /// Shape of a channel concatenation `Y [batch, c1 + c2, pixels]` of `X1 [batch, c1, pixels]` and

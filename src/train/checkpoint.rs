@@ -27,6 +27,9 @@ pub struct TrainState {
     pub history: Vec<(u64, String, f64)>,
     pub train: TrainConfig,
     pub model: ModelConfig,
+    /// The adaptive augmentation's state (absent before augmentation existed).
+    #[serde(default)]
+    pub augment: super::augment::AugmentState,
 }
 
 impl From<WeightsError> for TrainError {
@@ -107,6 +110,7 @@ pub fn save<B: Backend>(t: &Trainer<B>, be: &mut B, dir: &Path) -> Result<PathBu
             history: t.history.clone(),
             train: t.cfg.clone(),
             model: model.clone(),
+            augment: t.aug.clone(),
         };
         let text = ron::ser::to_string_pretty(&state, ron::ser::PrettyConfig::default())
             .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
@@ -170,5 +174,6 @@ pub fn load<B: Backend>(be: &mut B, ckpt: &Path) -> Result<Trainer<B>, TrainErro
     t.step = state.step;
     t.images = state.images;
     t.rng = Rng::from_state(state.rng);
+    t.aug = state.augment;
     Ok(t)
 }

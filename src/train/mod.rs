@@ -19,6 +19,7 @@
 //! Checkpoints and resuming are in [`checkpoint`]. Not yet here (the training issue stays open for
 //! them): the worker thread, the `train` command, data loading and the SWD metric in the loop.
 
+pub mod augment;
 pub mod checkpoint;
 pub mod worker;
 
@@ -30,7 +31,9 @@ use crate::model::discriminator::Discriminator;
 use crate::model::generator::Generator;
 use crate::model::params::ParamSet;
 use crate::reference::adam::AdamConfig;
+use crate::reference::augment::AugShape;
 use crate::rng::Rng;
+use augment::{AugmentConfig, AugmentMode, AugmentState};
 
 /// Hyper-parameters of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +50,9 @@ pub struct TrainConfig {
     /// β of the tracked average w.
     pub w_avg_beta: f64,
     pub seed: u64,
+    /// What D's inputs go through (runs from before it existed: none).
+    #[serde(default)]
+    pub augment: AugmentConfig,
 }
 
 impl Default for TrainConfig {
@@ -61,6 +67,7 @@ impl Default for TrainConfig {
             ema_rampup: 0.05,
             w_avg_beta: 0.995,
             seed: 0,
+            augment: AugmentConfig::default(),
         }
     }
 }
@@ -91,6 +98,9 @@ pub struct StepStats {
     pub d_fake: f32,
     /// Mean |grad_x D|² on the reals, on the steps that apply R1.
     pub r1: Option<f32>,
+    /// The probability each augmentation op fired with (0 without augmentation).
+    #[serde(default)]
+    pub aug_p: f32,
 }
 
 /// Optimiser state of one network.
@@ -169,6 +179,8 @@ pub struct Trainer<B: Backend> {
     /// Discriminator gradients of the G phase (discarded: only D's input gradient is used).
     d_scratch: ParamSet<B>,
     pub rng: Rng,
+    /// The adaptive augmentation's probability and statistic.
+    pub aug: AugmentState,
     pub step: u64,
     pub images: u64,
     /// Metric values measured so far: (images, name, value).
@@ -193,7 +205,12 @@ impl<B: Backend> Trainer<B> {
         let d_opt = Opt::new(be, &dp, cfg.lr_d, Some(cfg.r1_interval))?;
         let d_scratch = ParamSet::zeros(be, d.specs())?;
         let rng = Rng::new(cfg.seed.wrapping_add(2));
+        cfg.augment
+            .validate()
+            .map_err(crate::gpu::GpuError::Shape)?;
+        let aug = AugmentState::new(&cfg.augment);
         Ok(Self {
+            aug,
             cfg,
             g,
             d,
@@ -265,13 +282,38 @@ impl<B: Backend> Trainer<B> {
         }
         let next = self.step + 1;
         let plan = self.g.training_plan();
+        // Augmentation of what D sees: parameters drawn per use from the run's RNG.
+        let aug_cfg = self.cfg.augment.clone();
+        let aug_p = self.aug.p(&aug_cfg);
+        let shape = AugShape {
+            batch: n,
+            channels: 3,
+            height: r,
+            width: r,
+        };
+        let draw = |be: &mut B, rng: &mut Rng| -> BResult<Option<B::Buf>> {
+            if aug_cfg.mode == AugmentMode::None {
+                return Ok(None);
+            }
+            let prm = augment::sample(&aug_cfg, aug_p, n, r, rng);
+            be.upload(&prm, "augment params").map(Some)
+        };
+        let augmented = |be: &mut B, x: &B::Buf, prm: &Option<B::Buf>| -> BResult<Option<B::Buf>> {
+            match prm {
+                Some(p) => augment::forward(be, &shape, x, p).map(Some),
+                None => Ok(None),
+            }
+        };
 
         // ---- G phase ----
         self.g_opt.zero_grads(be)?;
         let z = self.latents();
         let mt = self.g.map(be, &self.gp, &z, n)?;
         let tape = self.g.synthesize(be, &self.gp, mt.w(), n, &plan)?;
-        let dt = self.d.forward(be, &self.dp, tape.img(), n)?;
+        let prm_g = draw(be, &mut self.rng)?;
+        let fake_g = augmented(be, tape.img(), &prm_g)?;
+        let d_in = fake_g.as_ref().unwrap_or(tape.img());
+        let dt = self.d.forward(be, &self.dp, d_in, n)?;
         let (g_losses, dlogit) = Self::logistic(be, dt.logits(), n, -1.0)?;
         let dimg = be.zeros(n * 3 * r * r, "dimg")?;
         for (sp, b) in self.d_scratch.specs.iter().zip(&self.d_scratch.bufs) {
@@ -280,12 +322,17 @@ impl<B: Backend> Trainer<B> {
         self.d.backward(
             be,
             &self.dp,
-            tape.img(),
+            d_in,
             &dt,
             &dlogit,
             &self.d_scratch,
             Some(&dimg),
         )?;
+        // Through the augmentation back to G's image.
+        let dimg = match &prm_g {
+            Some(p) => augment::backward(be, &shape, &dimg, p)?,
+            None => dimg,
+        };
         let dw = self.g.synthesize_backward(
             be,
             &self.gp,
@@ -312,18 +359,24 @@ impl<B: Backend> Trainer<B> {
         // No backward runs through G here: its forward keeps nothing, so it takes the fused
         // blocks where the backend has them (the same function, another summation order).
         let fake = self.g.synthesize_fast(be, &self.gp, &[mt2.w()], n, &plan)?;
-        let dt_fake = self.d.forward(be, &self.dp, fake.img(), n)?;
+        let prm_f = draw(be, &mut self.rng)?;
+        let fake_d = augmented(be, fake.img(), &prm_f)?;
+        let fake_in = fake_d.as_ref().unwrap_or(fake.img());
+        let dt_fake = self.d.forward(be, &self.dp, fake_in, n)?;
         let (fake_losses, dl_fake) = Self::logistic(be, dt_fake.logits(), n, 1.0)?;
         self.d.backward(
             be,
             &self.dp,
-            fake.img(),
+            fake_in,
             &dt_fake,
             &dl_fake,
             &self.d_opt.grads,
             None,
         )?;
         let xr = be.upload(reals, "reals")?;
+        // The reals augmented as the fakes are; the R1 step below takes these too.
+        let prm_r = draw(be, &mut self.rng)?;
+        let xr = augmented(be, &xr, &prm_r)?.unwrap_or(xr);
         let dt_real = self.d.forward(be, &self.dp, &xr, n)?;
         let (real_losses, dl_real) = Self::logistic(be, dt_real.logits(), n, -1.0)?;
         self.d.backward(
@@ -343,7 +396,8 @@ impl<B: Backend> Trainer<B> {
             });
         }
         let d_fake = mean(&be.read(dt_fake.logits())?);
-        let d_real = mean(&be.read(dt_real.logits())?);
+        let real_logits = be.read(dt_real.logits())?;
+        let d_real = mean(&real_logits);
 
         // ---- updates ----
         self.g_opt.apply(be, &self.gp)?;
@@ -376,6 +430,7 @@ impl<B: Backend> Trainer<B> {
         }
         self.g
             .update_w_avg(be, &self.gp, mt.w(), n, self.cfg.w_avg_beta)?;
+        self.aug.observe(&aug_cfg, &real_logits, n, next);
         self.step = next;
         self.images += n as u64;
         let beta = self.ema_beta();
@@ -395,6 +450,7 @@ impl<B: Backend> Trainer<B> {
             d_real,
             d_fake,
             r1,
+            aug_p: aug_p as f32,
         })
     }
 }

@@ -106,6 +106,9 @@ pub struct RunConfig {
     /// Seeds of the sample grid; the metric uses `metric_samples` images from seeds 1_000_000..
     pub sample_seeds: Vec<u64>,
     pub metric_samples: usize,
+    /// An augmentation asked for explicitly: it replaces a resumed checkpoint's (a run can
+    /// switch augmentation on or off where it stands).
+    pub augment: Option<crate::train::augment::AugmentConfig>,
 }
 
 /// A running worker.
@@ -200,7 +203,22 @@ fn run_loop<B: Backend>(
     std::fs::create_dir_all(&run.out).map_err(|e| format!("{}: {e}", run.out.display()))?;
     let s = |e: TrainError| e.to_string();
     let mut t = match latest_checkpoint(&run.out).filter(|_| run.resume) {
-        Some(ck) => checkpoint::load(be, &ck).map_err(s)?,
+        Some(ck) => {
+            let mut t = checkpoint::load(be, &ck).map_err(s)?;
+            if let Some(a) = &run.augment
+                && *a != t.cfg.augment
+            {
+                a.validate()?;
+                // An adaptive probability continues from where the checkpoint left it.
+                if a.mode != crate::train::augment::AugmentMode::Adaptive
+                    || t.cfg.augment.mode != crate::train::augment::AugmentMode::Adaptive
+                {
+                    t.aug = crate::train::augment::AugmentState::new(a);
+                }
+                t.cfg.augment = a.clone();
+            }
+            t
+        }
         None => Trainer::new(be, &run.model, run.train.clone()).map_err(|e| e.to_string())?,
     };
     let _ = tx.send(Event::Started {
@@ -293,7 +311,7 @@ fn run_loop<B: Backend>(
                     &serde_json::json!({
                         "step": stats.step, "images": stats.images, "g_loss": stats.g_loss,
                         "d_loss": stats.d_loss, "d_real": stats.d_real, "d_fake": stats.d_fake,
-                        "r1": stats.r1, "img_per_s": sp,
+                        "r1": stats.r1, "img_per_s": sp, "aug_p": stats.aug_p,
                     }),
                 );
                 let _ = tx.send(Event::Step {

@@ -1,5 +1,6 @@
 use inrgan::kernels::fused::{self as k, Assembly, FusedInput, FusedShape};
 use inrgan::reference::fused as r;
+use inrgan::reference::resample::Taps;
 
 use crate::common::*;
 
@@ -178,7 +179,17 @@ fn fused_assembled_input_matches_reference() {
             false,
         ),
     ];
-    for (batch, c_prev, (pr, pc), (rows, cols), n_freq, layers, keep) in cases {
+    // Each case nearest and bilinear (the tables' weights in the geometry).
+    let cases = cases
+        .into_iter()
+        .flat_map(|c| [(c.clone(), false), (c, true)]);
+    for ((batch, c_prev, (pr, pc), (rows, cols), n_freq, layers, keep), bilinear) in cases {
+        // A bilinear tap reads two cells: the previous grid needs two rows and columns.
+        let (pr, pc) = if bilinear {
+            (pr.max(2), pc.max(2))
+        } else {
+            (pr, pc)
+        };
         let a = Assembly {
             c_prev,
             prev_rows: pr,
@@ -186,6 +197,7 @@ fn fused_assembled_input_matches_reference() {
             rows,
             cols,
             n_freq,
+            bilinear,
         };
         let s = FusedShape {
             batch,
@@ -206,8 +218,27 @@ fn fused_assembled_input_matches_reference() {
                 .map(|_| (g.next_u64() % m.max(1) as u64) as u32)
                 .collect()
         };
-        let (rt, ct) = (pick(rows, pr, &mut g), pick(cols, pc, &mut g));
-        let geom = a.geometry(&xs, &ys, &freqs, &rt, &ct).unwrap();
+        let reach = bilinear as usize;
+        let (rt, ct) = (
+            pick(rows, pr - reach, &mut g),
+            pick(cols, pc - reach, &mut g),
+        );
+        let weights = |n: usize, g: &mut inrgan::rng::Rng| -> Vec<f32> {
+            (0..n)
+                .map(|i| if i % 3 == 0 { 0.0 } else { g.uniform() as f32 })
+                .collect()
+        };
+        let (rw, cw) = (weights(rows, &mut g), weights(cols, &mut g));
+        let geom = if bilinear {
+            let taps = |idx: &[u32], t: &[f32]| Taps {
+                idx: idx.to_vec(),
+                t: t.to_vec(),
+            };
+            a.geometry_bilinear(&xs, &ys, &freqs, &taps(&rt, &rw), &taps(&ct, &cw))
+                .unwrap()
+        } else {
+            a.geometry(&xs, &ys, &freqs, &rt, &ct).unwrap()
+        };
         let w = scaled_weights(&mut g, &s);
         let (_, blen) = s.bias_offsets();
         let (_, rlen) = s.rgb_offsets();
@@ -225,6 +256,7 @@ fn fused_assembled_input_matches_reference() {
             &to64(&freqs),
             &rt,
             &ct,
+            bilinear.then_some((&rw[..], &cw[..])),
         );
         let (want_img, want_out) = r::level_forward(
             &s,
@@ -283,6 +315,7 @@ fn fused_assembly_checks_its_geometry() {
         rows: 2,
         cols: 2,
         n_freq: 1,
+        bilinear: false,
     };
     let ok = a.geometry(&[0.0; 2], &[0.0; 2], &[1.0, 2.0], &[0, 2], &[1, 1]);
     assert_eq!(ok.unwrap().len(), a.geometry_len());
@@ -290,6 +323,37 @@ fn fused_assembly_checks_its_geometry() {
     assert!(past.unwrap_err().contains("past the previous grid"));
     let short = a.geometry(&[0.0; 1], &[0.0; 2], &[1.0, 2.0], &[0, 1], &[1, 1]);
     assert!(short.is_err());
+    // Bilinear: the second tap must lie in the grid too, and the weights come along.
+    let b = Assembly {
+        bilinear: true,
+        ..a.clone()
+    };
+    let taps = |idx: &[u32]| Taps {
+        idx: idx.to_vec(),
+        t: vec![0.5; idx.len()],
+    };
+    assert!(
+        b.geometry(&[0.0; 2], &[0.0; 2], &[1.0, 2.0], &[0, 1], &[1, 1])
+            .is_err()
+    );
+    let ok = b.geometry_bilinear(
+        &[0.0; 2],
+        &[0.0; 2],
+        &[1.0, 2.0],
+        &taps(&[0, 1]),
+        &taps(&[1, 1]),
+    );
+    let ok = ok.unwrap();
+    assert_eq!(ok.len(), b.geometry_len());
+    assert_eq!(b.parse(&ok).unwrap().row_t, vec![0.5, 0.5]);
+    let past = b.geometry_bilinear(
+        &[0.0; 2],
+        &[0.0; 2],
+        &[1.0, 2.0],
+        &taps(&[0, 2]),
+        &taps(&[1, 1]),
+    );
+    assert!(past.unwrap_err().contains("past the previous grid"));
 }
 
 /// Where the adapter cuts loops short (lavapipe), blocks whose loops would pass the limit are

@@ -7,6 +7,7 @@ mod common;
 
 mod act;
 mod adam;
+mod augment;
 mod conv;
 mod coords;
 mod fmm;

@@ -250,3 +250,139 @@ fn concat_backward_through_slice_matches_finite_differences() {
         );
     }
 }
+
+/// Random taps into an input of `n` (>= 2) along one axis: monotone like a plan's, or
+/// scattered, with weights in [0, 1] and the exact ends 0 and 1 included.
+fn random_taps(g: &mut inrgan::rng::Rng, len: usize, n: usize, monotone: bool) -> r::Taps {
+    let mut idx: Vec<u32> = (0..len)
+        .map(|_| (g.next_u64() % (n as u64 - 1)) as u32)
+        .collect();
+    if monotone {
+        idx.sort_unstable();
+    }
+    let t = (0..len)
+        .map(|i| match i % 5 {
+            0 => 0.0,
+            1 => 1.0,
+            _ => g.uniform() as f32,
+        })
+        .collect();
+    r::Taps { idx, t }
+}
+
+// (planes, h, w, out rows, out cols): odd shapes, outputs smaller and larger than the input.
+const BIL_SHAPES: &[(usize, usize, usize, usize, usize)] = &[
+    (1, 2, 2, 1, 1),
+    (2, 3, 5, 7, 9),
+    (6, 10, 9, 19, 17),
+    (3, 5, 67, 2, 130),
+    (1, 33, 2, 65, 3),
+];
+
+#[test]
+fn gather_bilinear_matches_reference() {
+    let mut g = rng(35);
+    for (n, &(pl, h, w, ho, wo)) in BIL_SHAPES.iter().enumerate() {
+        let x = g.normal_vec(pl * h * w);
+        let rows = random_taps(&mut g, ho, h, n % 2 == 0);
+        let cols = random_taps(&mut g, wo, w, n % 2 == 1);
+        let t = k::BilinearTables::new(ctx(), h, w, &rows, &cols).unwrap();
+        let yb = zeros(pl * ho * wo);
+        run("gather_bilinear", |rec| {
+            k::gather_bilinear(rec, &up(&x), pl, &t, &yb).unwrap()
+        });
+        let want = r::gather_bilinear(&to64(&x), pl, h, w, &rows, &cols);
+        let tag = format!("gather_bilinear {pl}x{h}x{w} -> {ho}x{wo}");
+        assert_close(&tag, &read(&yb), &want, SUM_TOL, 1e-6);
+    }
+}
+
+#[test]
+fn gather_bilinear_backward_matches_reference_and_finite_differences() {
+    let mut g = rng(36);
+    for (n, &(pl, h, w, ho, wo)) in BIL_SHAPES.iter().enumerate() {
+        let x64 = to64(&g.normal_vec(pl * h * w));
+        let rows = random_taps(&mut g, ho, h, n % 2 == 1);
+        let cols = random_taps(&mut g, wo, w, n % 2 == 0);
+        let dy = g.normal_vec(pl * ho * wo);
+        let dy64 = to64(&dy);
+        let inv = k::BilinearInverse::new(ctx(), h, w, &rows, &cols).unwrap();
+        let dxb = zeros(pl * h * w);
+        run("gather_bilinear bwd", |rec| {
+            k::gather_bilinear_backward(rec, &up(&dy), pl, &inv, &dxb, false).unwrap()
+        });
+        let got = read(&dxb);
+        let want = r::gather_bilinear_backward(&dy64, pl, h, w, &rows, &cols);
+        let tag = format!("gather_bilinear bwd {pl}x{h}x{w} <- {ho}x{wo}");
+        assert_close(&tag, &got, &want, 1e-4, 1e-5);
+        let loss = |v: &[f64]| dot(&dy64, &r::gather_bilinear(v, pl, h, w, &rows, &cols));
+        check_fd(&tag, &got, loss, &x64, 40, 1e-3, 1e-4, 1e-4, &mut g);
+        let want32: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        check_fd(
+            &format!("ref {tag}"),
+            &want32,
+            loss,
+            &x64,
+            40,
+            1e-3,
+            1e-5,
+            1e-5,
+            &mut g,
+        );
+        // accumulate adds to what is there
+        let prior = g.normal_vec(pl * h * w);
+        let accb = up(&prior);
+        run("gather_bilinear bwd acc", |rec| {
+            k::gather_bilinear_backward(rec, &up(&dy), pl, &inv, &accb, true).unwrap()
+        });
+        let want_acc: Vec<f64> = want
+            .iter()
+            .zip(&prior)
+            .map(|(a, &b)| a + b as f64)
+            .collect();
+        assert_close(&format!("acc {tag}"), &read(&accb), &want_acc, 1e-4, 1e-5);
+    }
+}
+
+#[test]
+fn gather_bilinear_rejects_taps_outside_the_input() {
+    let taps = |idx: Vec<u32>| r::Taps {
+        t: vec![0.5; idx.len()],
+        idx,
+    };
+    // The second tap of index 2 is row 3 of a 3-row input.
+    let err = k::BilinearTables::new(ctx(), 3, 4, &taps(vec![0, 2]), &taps(vec![0])).err();
+    assert!(err.is_some_and(|e| e.to_string().contains("rows")));
+    assert!(k::BilinearTables::new(ctx(), 3, 4, &taps(vec![0, 1]), &taps(vec![2])).is_ok());
+    assert!(k::BilinearInverse::new(ctx(), 3, 4, &taps(vec![0, 1]), &taps(vec![3])).is_err());
+    let nan = r::Taps {
+        idx: vec![0],
+        t: vec![f32::NAN],
+    };
+    assert!(k::BilinearTables::new(ctx(), 3, 4, &nan, &taps(vec![0])).is_err());
+}
+
+#[test]
+fn bilinear_taps_inverse_is_the_transpose() {
+    // Every (output, source, weight) triple of the forward appears once in the inverse, in
+    // increasing output order per source.
+    let mut g = rng(37);
+    let taps = random_taps(&mut g, 23, 7, false);
+    let (off, outs, wts) = taps.inverse(7);
+    assert_eq!(off.len(), 8);
+    assert_eq!(off[7] as usize, 2 * 23);
+    for s in 0..7 {
+        let range = off[s] as usize..off[s + 1] as usize;
+        assert!(outs[range.clone()].windows(2).all(|w| w[0] <= w[1]));
+        for e in range {
+            let o = outs[e] as usize;
+            let (i, t) = (taps.idx[o] as usize, taps.t[o]);
+            let want = if i == s { 1.0 - t } else { t };
+            assert!(
+                i == s || i + 1 == s,
+                "source {s} lists output {o} reading {i}"
+            );
+            assert_eq!(wts[e], want);
+        }
+    }
+}

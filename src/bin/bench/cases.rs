@@ -113,6 +113,7 @@ fn fused(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
         rows: 256,
         cols: 256,
         n_freq: 28,
+        bilinear: false,
     };
     let s = r::fused::FusedShape {
         c_in: a.c_in(),
@@ -159,7 +160,7 @@ fn fused(b: &mut Bench, v: &mut Vec<Case>) -> GpuResult<()> {
             )
         },
         move || {
-            let x = r::fused::assemble_input(&a, 1, &feat, &xs, &xs, &freqs, &tab, &tab);
+            let x = r::fused::assemble_input(&a, 1, &feat, &xs, &xs, &freqs, &tab, &tab, None);
             std::hint::black_box(r::fused::level_forward(&s, &x, &w, &bias, &rw, &rb, &img));
         },
     );
