@@ -85,6 +85,13 @@ def ours_model_args(args):
     return ["--preset", args.preset]
 
 
+def ours_train_help(ours: str) -> str:
+    try:
+        return subprocess.run([ours, "train", "--help"], capture_output=True, text=True, timeout=60).stdout
+    except Exception:
+        return ""
+
+
 def ours_supports_raw(ours: str) -> bool:
     return "--raw" in ours_render_help(ours)
 
@@ -137,6 +144,10 @@ def check_one(args, cfg, values, window, width, height, f64=False) -> dict:
         has_raw = ours_supports_raw(args.ours)
         if has_raw:
             cmd += ["--raw", str(raw)]
+        if "--supersample" in ours_render_help(args.ours):
+            # Our render averages n x n samples per pixel when zoomed out past the training
+            # density; the peer point-samples, so ask ours to as well.
+            cmd += ["--supersample", "1"]
         t = time.time()
         r = subprocess.run(cmd, capture_output=True, text=True)
         t_ours = time.time() - t
@@ -359,9 +370,14 @@ def cmd_step1(args):
     n, seed = args.batch, args.seed
     with tempfile.TemporaryDirectory() as td:
         run = Path(td) / "run"
-        wall([args.ours, "train", "--preset", args.preset, "--data", "emoji", "--batch", str(n),
-              "--kimg", f"{n / 1000.0}", "--backend", args.backend, "--out", str(run), "--seed", str(seed),
-              "--checkpoint-kimg", "1000", "--sample-every", "1000000"])
+        cmd = [args.ours, "train", "--preset", args.preset, "--data", "emoji", "--batch", str(n),
+               "--kimg", f"{n / 1000.0}", "--backend", args.backend, "--out", str(run), "--seed", str(seed),
+               "--checkpoint-kimg", "1000", "--sample-every", "1000000"]
+        if "--augment" in ours_train_help(args.ours):
+            # Augmentation draws its parameters from the latents' RNG stream (between z1 and
+            # z2) and changes what D sees: step 1 compares the un-augmented forward.
+            cmd += ["--augment", "none"]
+        wall(cmd)
         m = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     t = time.time()
     G = P.Generator(cfg, P.init_values(P.generator_specs(cfg), seed), dtype=torch.float64)

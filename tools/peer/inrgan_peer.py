@@ -9,8 +9,10 @@ Everything here is a port of the Rust sources (paths relative to the repository 
 * ``level_frequencies``    -- ``src/model/generator.rs`` + ``src/reference/coords.rs::log_basis``.
 * ``generator_specs``      -- the parameter names, shapes, init and order of ``Generator::new``.
 * ``Generator``            -- ``Generator::map`` / ``map_truncated`` / ``synthesize`` (FMM with demod,
-                              modulated toRGB, skip RGB, nearest 2x / gather links).
-* ``partial_plan``         -- ``Generator::partial_plan`` (the coordinate rule of any window/tile).
+                              modulated toRGB, skip RGB, nearest 2x / gather / bilinear links).
+* ``partial_plan``         -- ``Generator::partial_plan`` (the coordinate rule of any window/tile);
+                              with ``link: Bilinear`` ``bilinear_plan`` (centres, halo cells, taps).
+* ``training_plan``        -- ``Generator::training_plan`` (Bilinear: the window plan of the square).
 * ``Discriminator``        -- ``src/model/discriminator.rs`` (residual D, blur-down, mbstd).
 * ``Trainer``              -- ``src/train/mod.rs::Trainer::step`` (non-saturating logistic loss, lazy
                               R1 by autograd double backward, Adam with the lazy-reg rescaling, EMA).
@@ -334,7 +336,22 @@ def training_grid(res: int):
     return xs, ys
 
 
+def link_mode(cfg: dict) -> str:
+    """The config's ``link`` field (``LinkMode``): ``"Nearest"`` (absent: every model from before
+    the field) or ``"Bilinear"``."""
+    mode = cfg.get("link", "Nearest") or "Nearest"
+    if mode not in ("Nearest", "Bilinear"):
+        raise ValueError(f"unknown link mode {mode!r} (Nearest or Bilinear)")
+    return mode
+
+
 def training_plan(cfg: dict) -> list:
+    """``Generator::training_plan``: Nearest: every level on its full grid (lower-left corners),
+    nearest 2x links; Bilinear: the window plan of the training square at the training size (the
+    coarse levels with a ring of halo cells)."""
+    if link_mode(cfg) == "Bilinear":
+        R = cfg["resolution"]
+        return partial_plan(cfg, [-1.0, 1.0, -1.0, 1.0], R, R)
     plan = []
     for k, lv in enumerate(cfg["levels"]):
         xs, ys = training_grid(lv["res"])
@@ -356,6 +373,8 @@ def partial_plan(cfg: dict, win, width: int, height: int, cols=None, rows=None, 
         raise ValueError(f"empty or non-finite window {win} at {width}x{height}")
     if len(cols) == 0 or len(rows) == 0 or cols.stop > width or rows.stop > height:
         raise ValueError("tile outside the image")
+    if link_mode(cfg) == "Bilinear":
+        return bilinear_plan(cfg, (x0, x1, y0, y1), width, height, cols, rows, n)
     px = [x0 + (x1 - x0) * c / width for c in cols]
     py = [y1 - (y1 - y0) * (r + 1) / height for r in rows]
 
@@ -400,6 +419,51 @@ def partial_plan(cfg: dict, win, width: int, height: int, cols=None, rows=None, 
                         np.array([j // 2 - pj0 for j in range(j0, j1 + 1)], dtype=np.int64))
             plan.append(dict(cols=ncols, rows=nrows, xs=xs, ys=ys, link=link))
     return plan
+
+
+def bilinear_plan(cfg: dict, win, width: int, height: int, cols, rows, n: int) -> list:
+    """``Generator::bilinear_plan``. Samples sit at centres: pixel (c, r) at
+    ``(x0 + (x1 - x0)(c + 1/2) / width, y1 - (y1 - y0)(r + 1/2) / height)``, cell j of level k at
+    ``-1 + (2 / R_k)(j + 1/2)``. A sample at p reads the previous level at
+    ``u = (p + 1) R / 2 - 1/2``: cells floor(u) and floor(u) + 1 with weights 1 - t and t
+    (per axis, in float64; the weights stored as float32 as our ``Taps``). Each coarser level is
+    evaluated on exactly the cells the next one reads (no clamping). Storage: columns ascending,
+    rows top-down (cell v at index yhi - v), so a row tap is (yhi - v - 1, 1 - t)."""
+    x0, x1, y0, y1 = win
+    levels = cfg["levels"]
+    pos_x = [None] * n
+    pos_y = [None] * n
+    pos_x[n - 1] = [x0 + (x1 - x0) * (c + 0.5) / width for c in cols]
+    pos_y[n - 1] = [y1 - (y1 - y0) * (r + 0.5) / height for r in rows]
+    links = [("none",)] * n
+
+    def taps(pos, res):
+        out = []
+        for p in pos:
+            u = (p + 1.0) * res / 2.0 - 0.5
+            j = math.floor(u)
+            out.append((int(j), u - j))
+        return out
+
+    def centre(j, res):
+        return -1.0 + 2.0 * (j + 0.5) / res
+
+    for k in range(n - 1, 0, -1):
+        res = levels[k - 1]["res"]
+        tx, ty = taps(pos_x[k], res), taps(pos_y[k], res)
+        xlo, xhi = min(j for j, _ in tx), max(j for j, _ in tx) + 1
+        ylo, yhi = min(v for v, _ in ty), max(v for v, _ in ty) + 1
+        links[k] = ("bilinear",
+                    np.array([yhi - v - 1 for v, _ in ty], dtype=np.int64),
+                    np.array([1.0 - t for _, t in ty], dtype=np.float64).astype(np.float32),
+                    np.array([j - xlo for j, _ in tx], dtype=np.int64),
+                    np.array([t for _, t in tx], dtype=np.float64).astype(np.float32))
+        pos_x[k - 1] = [centre(j, res) for j in range(xlo, xhi + 1)]
+        pos_y[k - 1] = [centre(v, res) for v in range(yhi, ylo - 1, -1)]
+    return [dict(cols=len(pos_x[k]), rows=len(pos_y[k]),
+                 xs=np.array(pos_x[k], dtype=np.float64).astype(np.float32),
+                 ys=np.array(pos_y[k], dtype=np.float64).astype(np.float32), link=links[k])
+            for k in range(n)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,6 +664,17 @@ class Generator(torch.nn.Module):
             rows = torch.as_tensor(link[1], device=x.device)
             cols = torch.as_tensor(link[2], device=x.device)
             y = x.index_select(2, rows).index_select(3, cols)
+        elif link[0] == "bilinear":
+            # ``gather_bilinear``: (1 - tr)((1 - tc) x00 + tc x01) + tr((1 - tc) x10 + tc x11),
+            # the f32 weights widened to the tensor's dtype as our backends do.
+            ir = torch.as_tensor(link[1], device=x.device)
+            ic = torch.as_tensor(link[3], device=x.device)
+            tr = torch.as_tensor(link[2], device=x.device).to(x.dtype)[:, None]
+            tc = torch.as_tensor(link[4], device=x.device).to(x.dtype)[None, :]
+            r0, r1 = x.index_select(2, ir), x.index_select(2, ir + 1)
+            a = (1 - tc) * r0.index_select(3, ic) + tc * r0.index_select(3, ic + 1)
+            bb = (1 - tc) * r1.index_select(3, ic) + tc * r1.index_select(3, ic + 1)
+            y = (1 - tr) * a + tr * bb
         else:
             raise ValueError("a level after the first needs a link")
         return y.reshape(b, c, -1)
