@@ -277,7 +277,7 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
         Event::Checkpoint { path } => eprintln!("\ncheckpoint {}", path.display()),
         Event::Samples { path, .. } => log::info!("samples {}", path.display()),
         Event::Warning(w) => eprintln!("\nwarning: {w}"),
-        Event::Paused(_) | Event::Weights { .. } => {}
+        Event::Paused(_) | Event::Weights { .. } | Event::Model(_) => {}
         Event::Finished { step, images } => eprintln!(
             "\nfinished at step {step}, {images} images, in {:.0}s",
             start.elapsed().as_secs_f64()

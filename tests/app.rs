@@ -177,6 +177,61 @@ fn start_advances_training_and_pause_stops_it() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A run folder that another process writes (here: the torch trainer's fixture, then lines
+/// and weights added while the panel watches): the panel shows its steps and the viewport
+/// follows its weights.
+#[test]
+fn watch_follows_a_run_folder_that_another_process_writes() {
+    let dir = tmpdir("watch");
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch");
+    let metrics = std::fs::read_to_string(fixture.join("metrics.jsonl")).unwrap();
+    let mut lines = metrics.lines();
+    // The first line only; the rest arrive later, the last one without its newline yet.
+    std::fs::write(
+        run.join("metrics.jsonl"),
+        format!("{}\n", lines.next().unwrap()),
+    )
+    .unwrap();
+    let mut h = harness(options(&dir, BackendKind::Cpu));
+    h.state_mut().set_tab(Tab::Training);
+    h.step();
+    h.get_by_role_and_label(Role::Button, "Watch").click();
+    wait(&mut h, "the first step read", 60, |a| {
+        a.training_step() == 1
+    });
+    let rest: Vec<&str> = lines.collect();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(run.join("metrics.jsonl"))
+        .unwrap();
+    use std::io::Write;
+    write!(f, "{}\n{}", rest[0], rest[1]).unwrap();
+    drop(f);
+    wait(&mut h, "the complete line", 60, |a| a.training_step() == 2);
+    // Weights and samples appear (renamed into place, as both trainers write them).
+    std::fs::copy(
+        fixture.join("latest.safetensors"),
+        run.join("tmp.safetensors"),
+    )
+    .unwrap();
+    std::fs::rename(run.join("tmp.safetensors"), run.join("latest.safetensors")).unwrap();
+    std::fs::copy(
+        fixture.join("samples-00000004.png"),
+        run.join("samples-00000004.png"),
+    )
+    .unwrap();
+    wait(&mut h, "the viewport on the watched weights", 60, |a| {
+        a.model_hash().starts_with("training-")
+    });
+    h.get_by_role_and_label(Role::Button, "Stop watching")
+        .click();
+    wait(&mut h, "the end of watching", 30, |a| !a.training_running());
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn export_writes_a_png_whose_recipe_reproduces_it() {
     let dir = tmpdir("export");

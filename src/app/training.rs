@@ -112,6 +112,8 @@ pub struct TrainingPanel {
     dialog: Option<Receiver<Option<PathBuf>>>,
     /// Model config of the running worker (for the viewport's live view).
     pub model: Option<crate::model::config::ModelConfig>,
+    /// The worker is a watcher of a run folder that another process writes.
+    watching: bool,
 }
 
 /// What the panel asks of the app.
@@ -136,7 +138,31 @@ impl TrainingPanel {
             samples: None,
             dialog: None,
             model: None,
+            watching: false,
         }
+    }
+
+    /// Watches the run folder of the settings, written by another process (`inrgan train` in a
+    /// terminal, `tools/torch/train.py`): its curves, samples and progress as they grow, and
+    /// the viewport following its newest weights.
+    pub fn watch(&mut self) -> Result<(), String> {
+        if self.is_running() {
+            return Err("a run is already going".into());
+        }
+        let dir = PathBuf::from(&self.settings.out);
+        self.status = Status {
+            running: true,
+            message: Some(format!("watching {}", dir.display())),
+            ..Status::default()
+        };
+        self.samples = None;
+        self.model = None;
+        self.watching = true;
+        self.worker = Some(crate::train::watch::spawn(
+            dir,
+            std::time::Duration::from_millis(500),
+        ));
+        Ok(())
     }
 
     /// A run is going or being prepared.
@@ -313,6 +339,7 @@ impl TrainingPanel {
                     st.message = Some(format!("checkpoint {}", path.display()));
                 }
                 Event::Warning(w) => st.message = Some(w),
+                Event::Model(cfg) => self.model = Some(*cfg),
                 Event::Paused(p) => st.paused = p,
                 Event::Finished { step, images } => {
                     st.message = Some(format!("finished at step {step} ({images} images)"));
@@ -327,6 +354,7 @@ impl TrainingPanel {
         if ended {
             self.status.running = false;
             self.status.paused = false;
+            self.watching = false;
             if let Some(w) = self.worker.take() {
                 let _ = w.handle.join();
             }
@@ -359,11 +387,25 @@ impl TrainingPanel {
             {
                 actions.push(TrainAction::Error(e));
             }
+            if ui
+                .add_enabled(!self.is_running(), egui::Button::new("Watch"))
+                .on_hover_text(
+                    "Follow the run folder as another process writes it (inrgan train in a \
+                     terminal, tools/torch/train.py on a cluster): curves, samples, progress, \
+                     and the viewport on its newest weights",
+                )
+                .clicked()
+                && let Err(e) = self.watch()
+            {
+                actions.push(TrainAction::Error(e));
+            }
             if self.preparing.is_some() {
                 ui.spinner();
                 ui.label("reading the data set");
             }
             let paused = self.status.paused;
+            // A watched run belongs to another process: only Stop (watching) applies.
+            let running = running && !self.watching;
             if ui
                 .add_enabled(running && !paused, egui::Button::new("Pause"))
                 .clicked()
@@ -383,7 +425,11 @@ impl TrainingPanel {
             {
                 self.send(Command::Step);
             }
-            if ui
+            if self.watching {
+                if ui.button("Stop watching").clicked() {
+                    self.send(Command::Stop);
+                }
+            } else if ui
                 .add_enabled(running, egui::Button::new("Stop"))
                 .on_hover_text("Save a checkpoint and end the run")
                 .clicked()

@@ -21,6 +21,7 @@
 
 pub mod augment;
 pub mod checkpoint;
+pub mod watch;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};

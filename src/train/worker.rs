@@ -73,6 +73,8 @@ pub enum Event {
         value: f64,
     },
     Warning(String),
+    /// The model a watched run trains (`train::watch`; a worker's panel knows its own).
+    Model(Box<crate::model::config::ModelConfig>),
     Paused(bool),
     Finished {
         step: u64,

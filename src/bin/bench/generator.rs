@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use inrgan::backend::Backend;
-use inrgan::model::config::ModelConfig;
 use inrgan::model::generator::{Generator, TRAINING_WINDOW};
 use inrgan::model::params::ParamSet;
 
@@ -118,7 +117,7 @@ pub fn run<B: Backend>(
 ) -> Result<Vec<GenRow>> {
     let mut rows = Vec::new();
     for &name in presets {
-        let cfg = ModelConfig::preset(name)?;
+        let cfg = crate::bench_preset(name)?;
         let g = Generator::new(&cfg);
         let p = ParamSet::init(be, g.specs(), 1)?;
         let z = g.latent(1);

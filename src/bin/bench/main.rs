@@ -152,7 +152,7 @@ fn main() -> Result<()> {
              (strips under the buffer limit, to RGBA8):"
         );
         let budget = Duration::from_secs_f64(args.budget_s);
-        let presets: Vec<&str> = ["emoji32", "emoji64", "paper256"]
+        let presets: Vec<&str> = ["emoji32", "emoji32@nearest", "emoji64", "paper256"]
             .into_iter()
             .filter(|p| args.filter.as_ref().is_none_or(|f| p.contains(f.as_str())))
             .collect();
@@ -191,10 +191,11 @@ fn main() -> Result<()> {
     let mut train_rows = Vec::new();
     if args.suite == "train" || args.suite == "all" {
         println!("\ntraining step (G + D phases, lazy R1), random reals:");
-        let presets: Vec<(&str, usize)> = [("emoji32", 32), ("emoji64", 32)]
-            .into_iter()
-            .filter(|(p, _)| args.filter.as_ref().is_none_or(|f| p.contains(f.as_str())))
-            .collect();
+        let presets: Vec<(&str, usize)> =
+            [("emoji32", 32), ("emoji32@nearest", 32), ("emoji64", 32)]
+                .into_iter()
+                .filter(|(p, _)| args.filter.as_ref().is_none_or(|f| p.contains(f.as_str())))
+                .collect();
         let steps = 3;
         // On a software adapter one preset is enough to show the gap (emoji64 takes minutes).
         let gpu_presets: &[(&str, usize)] = if ctx.summary().is_cpu {
@@ -383,4 +384,21 @@ fn host_peak_mb() -> Option<f64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1e3)
+}
+
+/// A preset by name; `NAME@nearest` or `NAME@bilinear` overrides its link (the bilinear link's
+/// cost against the nearest one, in one binary).
+pub fn bench_preset(name: &str) -> Result<inrgan::model::config::ModelConfig> {
+    use inrgan::model::config::{LinkMode, ModelConfig};
+    let (base, link) = match name.split_once('@') {
+        Some((b, "nearest")) => (b, Some(LinkMode::Nearest)),
+        Some((b, "bilinear")) => (b, Some(LinkMode::Bilinear)),
+        Some((_, other)) => anyhow::bail!("unknown link {other:?} in preset {name:?}"),
+        None => (name, None),
+    };
+    let mut cfg = ModelConfig::preset(base)?;
+    if let Some(l) = link {
+        cfg.link = l;
+    }
+    Ok(cfg)
 }

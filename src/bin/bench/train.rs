@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use inrgan::backend::Backend;
-use inrgan::model::config::ModelConfig;
 use inrgan::rng::Rng;
 use inrgan::train::{TrainConfig, Trainer};
 
@@ -28,7 +27,7 @@ pub fn run<B: Backend>(
 ) -> Result<Vec<TrainRow>> {
     let mut rows = Vec::new();
     for &(name, batch) in presets {
-        let model = ModelConfig::preset(name)?;
+        let model = crate::bench_preset(name)?;
         let cfg = TrainConfig {
             batch,
             ..TrainConfig::default()
