@@ -411,6 +411,7 @@ pub(in crate::backend) mod check {
 
     /// [`Backend::gather_bilinear`] and its backward (`x` is the `[planes, h, w]` side, `y`
     /// the sampled side).
+    #[allow(clippy::too_many_arguments)]
     pub fn gather_bilinear(
         what: &str,
         x: usize,

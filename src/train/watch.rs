@@ -149,7 +149,7 @@ fn run_length(dir: &Path) -> Option<u64> {
         .get("kimg")
         .or_else(|| v.get("args").and_then(|a| a.get("kimg")))?
         .as_f64()?;
-    (kimg.is_finite() && kimg > 0.0).then(|| (kimg * 1000.0) as u64)
+    (kimg.is_finite() && kimg > 0.0).then_some((kimg * 1000.0) as u64)
 }
 
 fn read_metrics(dir: &Path, seen: &mut Seen, tx: &Sender<Event>) {
