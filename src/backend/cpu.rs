@@ -1769,32 +1769,44 @@ impl CpuBackend {
                         let xin = scratch(xin, s.c_in * nt);
                         let feat = x.unwrap_or(&[]);
                         let prev_np = a.prev_rows * a.prev_cols;
-                        for tt in 0..nt {
-                            let q = t0 + tt;
-                            let (r, c) = (q / a.cols, q % a.cols);
-                            let src = geo.rows[r] as usize * a.prev_cols + geo.cols[c] as usize;
+                        // Per pixel of the tile: its first source cell and (bilinear) weights;
+                        // then channel by channel, so each channel's plane is read in order.
+                        let (xin_prev, xin_emb) = xin.split_at_mut(a.c_prev * nt);
+                        let px: Vec<(usize, f32, f32)> = (t0..t0 + nt)
+                            .map(|q| {
+                                let (r, c) = (q / a.cols, q % a.cols);
+                                let src = geo.rows[r] as usize * a.prev_cols + geo.cols[c] as usize;
+                                if a.bilinear {
+                                    (src, geo.row_t[r], geo.col_t[c])
+                                } else {
+                                    (src, 0.0, 0.0)
+                                }
+                            })
+                            .collect();
+                        let pc = a.prev_cols;
+                        for (i, out) in xin_prev.chunks_exact_mut(nt).enumerate() {
+                            let plane = &feat
+                                [(b * a.c_prev + i) * prev_np..(b * a.c_prev + i + 1) * prev_np];
                             if a.bilinear {
                                 // As the unfused path's gather_bilinear, value for value.
-                                let (tr, tc) = (geo.row_t[r], geo.col_t[c]);
-                                let (ur, uc) = (1.0 - tr, 1.0 - tc);
-                                let pc = a.prev_cols;
-                                for i in 0..a.c_prev {
-                                    let f = &feat[(b * a.c_prev + i) * prev_np + src..];
-                                    let top = uc * f[0] + tc * f[1];
-                                    let bottom = uc * f[pc] + tc * f[pc + 1];
-                                    xin[i * nt + tt] = ur * top + tr * bottom;
+                                for (o, &(src, tr, tc)) in out.iter_mut().zip(&px) {
+                                    let (ur, uc) = (1.0 - tr, 1.0 - tc);
+                                    let top = uc * plane[src] + tc * plane[src + 1];
+                                    let bottom = uc * plane[src + pc] + tc * plane[src + pc + 1];
+                                    *o = ur * top + tr * bottom;
                                 }
                             } else {
-                                for i in 0..a.c_prev {
-                                    xin[i * nt + tt] = feat[(b * a.c_prev + i) * prev_np + src];
+                                for (o, &(src, _, _)) in out.iter_mut().zip(&px) {
+                                    *o = plane[src];
                                 }
                             }
-                            if table.is_none() {
-                                // As the unfused path's embeddings (coords_forward).
-                                let e = &mut xin[a.c_prev * nt..];
+                        }
+                        if table.is_none() {
+                            // As the unfused path's embeddings (coords_forward).
+                            for tt in 0..nt {
                                 for f in 0..a.n_freq {
-                                    (e[f * nt + tt], e[(a.n_freq + f) * nt + tt]) =
-                                        emb(a, geo, f, q);
+                                    (xin_emb[f * nt + tt], xin_emb[(a.n_freq + f) * nt + tt]) =
+                                        emb(a, geo, f, t0 + tt);
                                 }
                             }
                         }
