@@ -74,6 +74,24 @@ pub fn load_model(weights: Option<&Path>, preset: &str) -> Result<LoadedModel> {
     })
 }
 
+/// The largest side of a render (`render`, exports): PNG allows 2³¹, but a strip of 256 rows of
+/// a wider image would not fit in memory.
+pub const MAX_SIDE: usize = 65_536;
+/// The largest tile side.
+pub const MAX_TILE: usize = 4096;
+/// The most seeds a grid has a side, and its largest side in pixels (a grid is made in memory).
+pub const MAX_GRID: usize = 64;
+pub const MAX_GRID_SIDE: usize = 8192;
+
+/// Truncation ψ must be finite and reasonable (ψ = 1: none; beyond ±100 the latent leaves
+/// anything the mapping network has seen).
+pub fn check_psi(psi: f32) -> Result<()> {
+    if !psi.is_finite() || psi.abs() > 100.0 {
+        bail!("ψ (--psi) must be a finite number between -100 and 100, not {psi}");
+    }
+    Ok(())
+}
+
 /// PNG text keyword of the render recipe (RON).
 pub const RECIPE_KEY: &str = "inrgan.recipe";
 
@@ -209,9 +227,13 @@ fn render_with<B: Backend>(
 ) -> Result<()> {
     let g = &m.generator;
     let (width, height) = (a.width, a.height);
-    if width == 0 || height == 0 {
-        bail!("the output size must be positive");
+    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+        bail!("the output size must be 1 to {MAX_SIDE} pixels a side, not {width}x{height}");
     }
+    if a.tile == 0 || a.tile > MAX_TILE {
+        bail!("--tile must be 1 to {MAX_TILE} pixels, not {}", a.tile);
+    }
+    check_psi(a.latent.as_ref().map_or(a.psi, |l| l.psi))?;
     let levels = a.levels.unwrap_or(g.cfg.levels.len());
     if levels == 0 || levels > g.cfg.levels.len() {
         bail!(
@@ -282,6 +304,14 @@ fn render_with<B: Backend>(
                     ss,
                 )?;
                 let n = cols * rows;
+                if let Some(bad) = rgb.iter().position(|v| !v.is_finite()) {
+                    bail!(
+                        "the render is not finite (pixel {} of tile ({c0}, {r0})): the weights or \
+                         the latent (ψ {}) give NaN or infinity; nothing was written",
+                        bad % n,
+                        spec.psi
+                    );
+                }
                 for y in 0..rows {
                     for x in 0..cols {
                         let o = (y * width + c0 + x) * 4;
@@ -332,8 +362,14 @@ pub fn render_grid(
     backend: BackendKind,
     out: &Path,
 ) -> Result<String> {
+    if side == 0 || side > MAX_GRID || size == 0 || side * size > MAX_GRID_SIDE {
+        bail!(
+            "a grid is 1 to {MAX_GRID} seeds a side of 1 pixel or more, at most {MAX_GRID_SIDE} \
+             pixels a side in all (asked: {side} x {size})"
+        );
+    }
+    check_psi(psi)?;
     let m = load_model(weights, preset)?;
-    let side = side.max(1);
     let latents: Vec<LatentSpec> = (0..(side * side) as u64)
         .map(|i| LatentSpec::seed(first + i, psi))
         .collect();
@@ -349,6 +385,11 @@ pub fn render_grid(
             size,
         )?,
     };
+    if planar.iter().any(|v| !v.is_finite()) {
+        bail!(
+            "the grid is not finite: the weights or ψ {psi} give NaN or infinity; nothing was written"
+        );
+    }
     let (w, h, rgba) = crate::png_io::grid(&planar, latents.len(), size, size, side);
     let text = vec![(
         "inrgan.grid",

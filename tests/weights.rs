@@ -143,3 +143,68 @@ fn render_command_writes_a_png_with_its_recipe() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Absurd CLI values are errors with a reason, not aborts or silent NaN images.
+#[test]
+fn absurd_render_values_are_refused() {
+    let dir = tmpdir("absurd");
+    let base = inrgan::commands::RenderArgs {
+        weights: None,
+        preset: "tiny".into(),
+        seed: 1,
+        psi: 1.0,
+        width: 16,
+        height: 16,
+        window: [-1.0, -1.0, 1.0, 1.0],
+        out: dir.join("a.png"),
+        backend: inrgan::backend::BackendKind::Cpu,
+        tile: 16,
+        latent: None,
+        levels: None,
+        raw: None,
+        supersample: None,
+    };
+    let err = |a: &inrgan::commands::RenderArgs| {
+        inrgan::commands::render(a, |_| true)
+            .expect_err("refused")
+            .to_string()
+    };
+    let e = err(&inrgan::commands::RenderArgs {
+        width: 5_000_000_000,
+        ..base.clone()
+    });
+    assert!(e.contains("size"), "{e}");
+    let e = err(&inrgan::commands::RenderArgs {
+        tile: 4_000_000_000,
+        ..base.clone()
+    });
+    assert!(e.contains("tile"), "{e}");
+    for psi in [1e30, f32::NAN] {
+        let e = err(&inrgan::commands::RenderArgs {
+            psi,
+            ..base.clone()
+        });
+        assert!(e.contains("ψ"), "{e}");
+    }
+    let e = err(&inrgan::commands::RenderArgs {
+        supersample: Some(1000),
+        ..base.clone()
+    });
+    assert!(e.contains("supersample"), "{e}");
+    let grid = inrgan::commands::render_grid(
+        None,
+        "tiny",
+        0,
+        100_000,
+        16,
+        1.0,
+        inrgan::backend::BackendKind::Cpu,
+        &dir.join("g.png"),
+    );
+    assert!(grid.is_err());
+    assert!(!dir.join("a.png").exists() && !dir.join("g.png").exists());
+    // In range, it renders.
+    inrgan::commands::render(&base, |_| true).unwrap();
+    assert!(dir.join("a.png").exists());
+    std::fs::remove_dir_all(dir).ok();
+}
