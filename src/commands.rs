@@ -19,10 +19,9 @@ use crate::train::augment::{AugmentConfig, AugmentMode};
 /// Where the built-in model's weights live, relative to the crate root.
 pub const BUILTIN_WEIGHTS: &str = "assets/model/emoji.safetensors";
 
-/// The built-in weights, if this build ships them.
-pub fn builtin_weights() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(BUILTIN_WEIGHTS);
-    p.exists().then_some(p)
+/// Where the built-in weights are found ([`crate::assets`]), if anywhere.
+pub fn builtin_weights() -> Option<crate::assets::Origin> {
+    crate::assets::locate(crate::assets::Asset::Model)
 }
 
 /// A generator and its weights on the host, from a file, the built-in model or a preset.
@@ -43,9 +42,24 @@ pub const BUILTIN: &str = "builtin";
 /// Loads `weights`; else, for the preset [`BUILTIN`], the built-in model; else a randomly
 /// initialised `preset` (seed 0).
 pub fn load_model(weights: Option<&Path>, preset: &str) -> Result<LoadedModel> {
-    let path = weights
-        .map(Path::to_path_buf)
-        .or_else(|| (preset == BUILTIN).then(builtin_weights).flatten());
+    if weights.is_none() && preset == BUILTIN && builtin_weights().is_some() {
+        let (bytes, origin) =
+            crate::assets::read(crate::assets::Asset::Model).map_err(anyhow::Error::msg)?;
+        let label = PathBuf::from(BUILTIN_WEIGHTS);
+        let (cfg, _, values) =
+            weights::load_bytes(&label, &bytes, |c| Generator::new(c).specs().to_vec())?;
+        return Ok(LoadedModel {
+            generator: Generator::new(&cfg),
+            values,
+            source: match &origin {
+                crate::assets::Origin::File(p) => format!("weights {}", p.display()),
+                crate::assets::Origin::Embedded => "the built-in model (embedded)".to_string(),
+            },
+            hash: weights::bytes_hash(&bytes),
+            facts: weights::read_facts_bytes(&label, &bytes)?,
+        });
+    }
+    let path = weights.map(Path::to_path_buf);
     let preset = if preset == BUILTIN { "emoji32" } else { preset };
     if let Some(path) = path {
         let (cfg, _, values) = weights::load(&path, |c| Generator::new(c).specs().to_vec())?;
@@ -432,6 +446,7 @@ pub fn info(weights: Option<&Path>, preset: &str) -> Result<String> {
     let mut s = String::new();
     use std::fmt::Write as _;
     writeln!(s, "model:      {} ({})", c.name, m.source)?;
+    writeln!(s, "hash:       {}", m.hash)?;
     writeln!(
         s,
         "resolution: {}² (levels {})",

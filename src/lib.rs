@@ -9,6 +9,7 @@
 //! - [`rng`]: a small deterministic random number generator shared by tests, benches and models.
 
 pub mod app;
+pub mod assets;
 pub mod backend;
 pub mod commands;
 pub mod data;

@@ -337,6 +337,14 @@ fn gpu_report() -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    // The built-in model and emoji set travel inside the binary, so a copied, packaged or
+    // `cargo install`ed `inrgan` opens them from any folder (inrgan::assets).
+    inrgan::assets::register_embedded(inrgan::assets::Embedded {
+        model: include_bytes!("../assets/model/emoji.safetensors"),
+        emoji_index: include_bytes!("../assets/emoji/index.tsv"),
+        emoji_32: include_bytes!("../assets/emoji/noto-emoji-32.png"),
+        emoji_64: include_bytes!("../assets/emoji/noto-emoji-64.png"),
+    });
     env_logger_init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Gui {

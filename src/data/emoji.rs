@@ -2,8 +2,6 @@
 //! columns of square cells; cell `i` at column `i % 48`, row `i / 48`) and `index.tsv`
 //! (`index category short_name unified`). See `assets/emoji/README.md` for the licence.
 
-use std::path::PathBuf;
-
 use super::DataError;
 use super::image_io::{Samples, Window};
 
@@ -22,11 +20,6 @@ pub const EMOJI_CATEGORIES: [(&str, &str); 9] = [
     ("symbols", "Symbols"),
     ("flags", "Flags"),
 ];
-
-/// The folder holding the atlases and the index.
-pub fn emoji_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/emoji"))
-}
 
 /// Loads the emoji of `category` (all when `None`) at resolution `r`: planar `[N, 3, r, r]`
 /// in [-1, 1] over white, and their short names.
@@ -59,14 +52,9 @@ pub(crate) fn load(category: Option<&str>, r: usize) -> Result<(Vec<f32>, Vec<St
             }
         }
     };
-    let dir = emoji_dir();
-    let index_path = dir.join("index.tsv");
-    let index = std::fs::read_to_string(&index_path).map_err(|e| {
-        DataError::EmojiAsset(format!(
-            "cannot read {} ({e}); the built-in data set ships in assets/emoji/",
-            index_path.display()
-        ))
-    })?;
+    use crate::assets::{Asset, read};
+    let (index_bytes, index_path) = read(Asset::EmojiIndex).map_err(DataError::EmojiAsset)?;
+    let index = String::from_utf8_lossy(&index_bytes);
     let mut cells = Vec::new();
     for (ln, line) in index.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
@@ -76,7 +64,7 @@ pub(crate) fn load(category: Option<&str>, r: usize) -> Result<(Vec<f32>, Vec<St
         let bad = || {
             DataError::EmojiAsset(format!(
                 "{} line {}: expected `index category short_name unified`",
-                index_path.display(),
+                index_path,
                 ln + 1
             ))
         };
@@ -89,20 +77,19 @@ pub(crate) fn load(category: Option<&str>, r: usize) -> Result<(Vec<f32>, Vec<St
         }
     }
     let cell_px = if r <= 32 { 32 } else { 64 };
-    let atlas_path = dir.join(format!("noto-emoji-{cell_px}.png"));
-    let atlas = image::open(&atlas_path)
-        .map_err(|e| {
-            DataError::EmojiAsset(format!(
-                "cannot load {} ({e}); the built-in data set ships in assets/emoji/",
-                atlas_path.display()
-            ))
-        })?
+    let (atlas_bytes, atlas_path) = read(if cell_px == 32 {
+        Asset::Emoji32
+    } else {
+        Asset::Emoji64
+    })
+    .map_err(DataError::EmojiAsset)?;
+    let atlas = image::load_from_memory(&atlas_bytes)
+        .map_err(|e| DataError::EmojiAsset(format!("cannot decode {atlas_path} ({e})")))?
         .into_rgba8();
     let (aw, ah) = (atlas.width() as usize, atlas.height() as usize);
     if aw != COLUMNS * cell_px {
         return Err(DataError::EmojiAsset(format!(
-            "{} is {aw} px wide, expected {COLUMNS} cells of {cell_px} px",
-            atlas_path.display()
+            "{atlas_path} is {aw} px wide, expected {COLUMNS} cells of {cell_px} px"
         )));
     }
     let rows = ah / cell_px;
@@ -113,8 +100,7 @@ pub(crate) fn load(category: Option<&str>, r: usize) -> Result<(Vec<f32>, Vec<St
         let (col, row) = (idx % COLUMNS, idx / COLUMNS);
         if row >= rows {
             return Err(DataError::EmojiAsset(format!(
-                "cell {idx} is outside {} ({rows} rows)",
-                atlas_path.display()
+                "cell {idx} is outside {atlas_path} ({rows} rows)"
             )));
         }
         let win = Window {

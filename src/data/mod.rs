@@ -15,7 +15,7 @@ mod image_io;
 mod sources;
 
 pub use batcher::{Batch, Batcher, BatcherState, epoch_order, make_batch};
-pub use emoji::{EMOJI_CATEGORIES, emoji_dir};
+pub use emoji::EMOJI_CATEGORIES;
 pub use image_io::{MAX_PIXELS, MIN_SIDE, decode_image};
 
 use std::path::Path;

@@ -163,8 +163,13 @@ pub fn read_config(path: &Path) -> Result<ModelConfig, WeightsError> {
 /// The facts stored by [`save_with`], sorted by name.
 pub fn read_facts(path: &Path) -> Result<Vec<(String, String)>, WeightsError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
+    read_facts_bytes(path, &bytes)
+}
+
+/// [`read_facts`] of bytes in memory.
+pub fn read_facts_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<(String, String)>, WeightsError> {
     let (_, meta) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Corrupt {
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| WeightsError::Corrupt {
             path: path.to_path_buf(),
             detail: e.to_string(),
         })?;
@@ -210,9 +215,18 @@ pub fn load(
     specs_for: impl FnOnce(&ModelConfig) -> Vec<ParamSpec>,
 ) -> Result<Loaded, WeightsError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
-    let cfg = config_of(path, &bytes)?;
+    load_bytes(path, &bytes, specs_for)
+}
+
+/// [`load`] of a file's bytes already in memory (`path` names them in errors).
+pub fn load_bytes(
+    path: &Path,
+    bytes: &[u8],
+    specs_for: impl FnOnce(&ModelConfig) -> Vec<ParamSpec>,
+) -> Result<Loaded, WeightsError> {
+    let cfg = config_of(path, bytes)?;
     let specs = specs_for(&cfg);
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Corrupt {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Corrupt {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
@@ -273,12 +287,17 @@ pub fn load(
 /// A short hash of a weights file's bytes (FNV-1a 64), for recipes and the model panel.
 pub fn file_hash(path: &Path) -> Result<String, WeightsError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
+    Ok(bytes_hash(&bytes))
+}
+
+/// [`file_hash`] of bytes in memory (FNV-1a, 64 bits).
+pub fn bytes_hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
+    for &b in bytes {
         h ^= b as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    Ok(format!("{h:016x}"))
+    format!("{h:016x}")
 }
 
 /// f32 to IEEE 754 binary16, rounding to nearest even (overflow to infinity, subnormals kept).
