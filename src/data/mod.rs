@@ -11,7 +11,7 @@
 
 mod batcher;
 mod emoji;
-mod image_io;
+pub mod image_io;
 mod sources;
 
 pub use batcher::{Batch, Batcher, BatcherState, epoch_order, make_batch};
