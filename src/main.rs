@@ -232,14 +232,23 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
     }
     let start = std::time::Instant::now();
     let mut last_swd: Option<f64> = None;
-    let mut last_print = std::time::Instant::now() - std::time::Duration::from_secs(1);
-    inrgan::commands::train(a, images, data, metric, stop, |ev| match ev {
+    // Progress in ten-thousandths of the run; the message carries the figures.
+    let bar = indicatif::ProgressBar::new(10_000).with_style(
+        indicatif::ProgressStyle::with_template("[{bar:24}] {percent:>3}% {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("#>."),
+    );
+    // Lines above the bar, printed also when stderr is not a terminal (the bar is hidden then).
+    let say = |m: String| bar.suspend(|| eprintln!("{m}"));
+    let result = inrgan::commands::train(a, images, data, metric, stop, |ev| match ev {
         Event::Started {
             backend,
             step,
             images,
         } => {
-            eprintln!("training on {backend}, from step {step} ({images} images)");
+            say(format!(
+                "training on {backend}, from step {step} ({images} images)"
+            ));
         }
         Event::Step {
             stats,
@@ -247,64 +256,54 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
             eta_s,
             progress,
         } => {
-            if last_print.elapsed().as_millis() >= 250 || *progress >= 1.0 {
-                last_print = std::time::Instant::now();
-                let width = 24;
-                let filled = ((progress.clamp(0.0, 1.0)) * width as f64) as usize;
-                eprint!(
-                    "\r[{}{}] {:5.1}% {:>7} img  {:6.1} img/s  D {:.3} G {:.3}{}{}  ETA {:.0}s ",
-                    "#".repeat(filled),
-                    ".".repeat(width - filled),
-                    progress * 100.0,
-                    stats.images,
-                    img_per_s,
-                    stats.d_loss,
-                    stats.g_loss,
-                    last_swd.map_or(String::new(), |v| format!("  SWD {v:.1}")),
-                    if stats.aug_p > 0.0 {
-                        format!("  aug p {:.2}", stats.aug_p)
-                    } else {
-                        String::new()
-                    },
-                    eta_s
-                );
-            }
+            bar.set_position((progress.clamp(0.0, 1.0) * 10_000.0) as u64);
+            bar.set_message(format!(
+                "{} img  {:.1} img/s  D {:.3} G {:.3}{}{}  ETA {}",
+                stats.images,
+                img_per_s,
+                stats.d_loss,
+                stats.g_loss,
+                last_swd.map_or(String::new(), |v| format!("  SWD {v:.1}")),
+                if stats.aug_p > 0.0 {
+                    format!("  aug p {:.2}", stats.aug_p)
+                } else {
+                    String::new()
+                },
+                indicatif::HumanDuration(std::time::Duration::from_secs_f64(eta_s.clamp(0.0, 1e9)))
+            ));
         }
         Event::Metric { name, value, .. } => {
             last_swd = Some(*value);
-            eprintln!("\n{name} = {value:.2}");
+            say(format!("{name} = {value:.2}"));
         }
-        Event::Checkpoint { path } => eprintln!("\ncheckpoint {}", path.display()),
+        Event::Checkpoint { path } => say(format!("checkpoint {}", path.display())),
         Event::Samples { path, .. } => log::info!("samples {}", path.display()),
-        Event::Warning(w) => eprintln!("\nwarning: {w}"),
+        Event::Warning(w) => say(format!("warning: {w}")),
         Event::Paused(_) | Event::Weights { .. } | Event::Model(_) => {}
-        Event::Finished { step, images } => eprintln!(
-            "\nfinished at step {step}, {images} images, in {:.0}s",
+        Event::Finished { step, images } => say(format!(
+            "finished at step {step}, {images} images, in {:.0}s",
             start.elapsed().as_secs_f64()
-        ),
-        Event::Failed(e) => eprintln!("\nerror: {e}"),
-    })
+        )),
+        Event::Failed(e) => say(format!("error: {e}")),
+    });
+    bar.finish_and_clear();
+    result
 }
 
-/// A one-line progress bar on stderr.
+/// A progress bar on stderr (indicatif; hidden when stderr is not a terminal).
 fn progress_bar(label: &str) -> impl FnMut(f64) {
-    let start = std::time::Instant::now();
-    let label = label.to_string();
+    let bar = indicatif::ProgressBar::new(1000).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {percent:>3}%  {elapsed} elapsed, ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#>."),
+    );
+    bar.set_prefix(label.to_string());
     move |f: f64| {
-        let width = 30;
-        let filled = (f * width as f64).round() as usize;
-        let el = start.elapsed().as_secs_f64();
-        let eta = if f > 0.0 { el / f - el } else { 0.0 };
-        eprint!(
-            "\r{label} [{}{}] {:5.1}%  {:.1}s elapsed, ETA {:.1}s ",
-            "#".repeat(filled),
-            ".".repeat(width - filled.min(width)),
-            f * 100.0,
-            el,
-            eta
-        );
+        bar.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
         if f >= 1.0 {
-            eprintln!();
+            bar.finish();
         }
     }
 }
