@@ -808,3 +808,51 @@ pub fn compare_report(a: &Path, b: &Path, factor: usize) -> Result<String> {
         b.display()
     ))
 }
+
+/// The walk through the four anchors of `spec` (`latent::loop_uv`): `frames` PNGs
+/// `frame-NNNN.png` in `dir` (each with its recipe), rendered with `base`'s model, window, size
+/// and backend, then, when `apng` is given, one looping animated PNG of them (`delay_ms` a
+/// frame). `progress(fraction)` returns false to cancel.
+#[allow(clippy::too_many_arguments)]
+pub fn walk(
+    m: &LoadedModel,
+    base: &RenderArgs,
+    spec: &LatentSpec,
+    frames: usize,
+    dir: &Path,
+    apng: Option<&Path>,
+    delay_ms: u16,
+    mut progress: impl FnMut(f64) -> bool,
+) -> Result<String> {
+    if frames == 0 || frames > 10_000 {
+        bail!("a walk has 1 to 10,000 frames, not {frames}");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let frame_path = |f: usize| dir.join(format!("frame-{f:04}.png"));
+    for f in 0..frames {
+        let mut l = spec.clone();
+        l.uv = crate::latent::loop_uv(f as f64 / frames as f64);
+        let args = RenderArgs {
+            seed: l.seeds[0],
+            psi: l.psi,
+            out: frame_path(f),
+            latent: Some(l),
+            ..base.clone()
+        };
+        render_model(m, &args, |_| true)?;
+        if !progress((f + 1) as f64 / (frames + apng.is_some() as usize) as f64) {
+            return Err(Cancelled.into());
+        }
+    }
+    let mut what = format!("wrote {frames} frames to {}", dir.display());
+    if let Some(out) = apng {
+        crate::png_io::write_apng(out, base.width, base.height, frames, delay_ms, |f| {
+            image::open(frame_path(f))
+                .map(|i| i.to_rgba8().into_raw())
+                .map_err(|e| format!("{}: {e}", frame_path(f).display()))
+        })?;
+        what += &format!(" and the animation {}", out.display());
+        progress(1.0);
+    }
+    Ok(what)
+}

@@ -165,6 +165,37 @@ enum Command {
         #[arg(long)]
         f32: bool,
     },
+    /// The walk through four anchor seeds as frames and one looping animated PNG (what the
+    /// explorer's Animate shows).
+    Walk {
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long, default_value = "builtin")]
+        preset: String,
+        /// The four anchors A, B, C, D.
+        #[arg(long, default_value = "0,1,2,3", value_delimiter = ',')]
+        seeds: Vec<u64>,
+        #[arg(long, default_value_t = 48)]
+        frames: usize,
+        /// Frame side in pixels.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        #[arg(long, default_value = "-1,-1,1,1", allow_hyphen_values = true)]
+        window: String,
+        #[arg(long, default_value_t = 1.0)]
+        psi: f32,
+        /// Milliseconds a frame.
+        #[arg(long, default_value_t = 40)]
+        delay_ms: u16,
+        /// Folder of the frames.
+        #[arg(long, default_value = "walk")]
+        dir: PathBuf,
+        /// The animated PNG.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "auto")]
+        backend: BackendKind,
+    },
     /// Seams of renders of the training square: the mean colour step across each grid's cell
     /// boundaries over the mean step elsewhere (about 1: no seams).
     Seams {
@@ -515,6 +546,61 @@ fn main() -> Result<()> {
                 "{}",
                 inrgan::commands::ship(&checkpoint, &out, &data, !f32)?
             );
+            Ok(())
+        }
+        Command::Walk {
+            weights,
+            preset,
+            seeds,
+            frames,
+            size,
+            window,
+            psi,
+            delay_ms,
+            dir,
+            out,
+            backend,
+        } => {
+            let &[a, b, c, d] = seeds.as_slice() else {
+                bail!("--seeds takes four seeds (A,B,C,D), got {}", seeds.len());
+            };
+            let m = inrgan::commands::load_model(weights.as_deref(), &preset)?;
+            let spec = inrgan::latent::LatentSpec {
+                seeds: [a, b, c, d],
+                psi,
+                ..Default::default()
+            };
+            let base = inrgan::commands::RenderArgs {
+                weights,
+                preset,
+                seed: a,
+                psi,
+                width: size,
+                height: size,
+                window: parse_window(&window)?,
+                out: dir.join("frame.png"),
+                backend,
+                tile: 256,
+                latent: None,
+                levels: None,
+                raw: None,
+                supersample: None,
+            };
+            let mut bar = progress_bar("walk");
+            let what = inrgan::commands::walk(
+                &m,
+                &base,
+                &spec,
+                frames,
+                &dir,
+                Some(&out),
+                delay_ms,
+                |f| {
+                    bar(f);
+                    true
+                },
+            )?;
+            println!("{what}");
             Ok(())
         }
         Command::Seams { files, grids } => {

@@ -1,4 +1,5 @@
-//! PNG files: an RGBA image written atomically (temp file, then rename), with text chunks.
+//! PNG files: an RGBA image written atomically (temp file, then rename), with text chunks; an
+//! animated PNG streamed frame by frame.
 
 use std::io::Write;
 use std::path::Path;
@@ -60,6 +61,54 @@ pub fn write_rgba(
         return Err(err(&e));
     }
     Ok(())
+}
+
+/// Writes an animated PNG (APNG, looping forever) of `frames` frames of `width x height` RGBA,
+/// each shown `delay_ms`, streamed: `next(i)` gives frame `i` (so only one frame is in memory),
+/// to a temporary file renamed to `path` at the end.
+pub fn write_apng(
+    path: &Path,
+    width: usize,
+    height: usize,
+    frames: usize,
+    delay_ms: u16,
+    mut next: impl FnMut(usize) -> Result<Vec<u8>, String>,
+) -> Result<(), PngError> {
+    let err = |e: &dyn std::fmt::Display| PngError::Write {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    };
+    if frames == 0 {
+        return Err(err(&"an animation needs a frame"));
+    }
+    let tmp = path.with_extension(format!("png.tmp{}", std::process::id()));
+    let res = (|| -> Result<(), PngError> {
+        let f = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(f), width as u32, height as u32);
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_animated(frames as u32, 0).map_err(|e| err(&e))?;
+        enc.set_frame_delay(delay_ms, 1000).map_err(|e| err(&e))?;
+        let mut w = enc.write_header().map_err(|e| err(&e))?;
+        for i in 0..frames {
+            let rgba = next(i).map_err(|e| err(&e))?;
+            if rgba.len() != width * height * 4 {
+                return Err(PngError::Size(
+                    width,
+                    height,
+                    width * height * 4,
+                    rgba.len(),
+                ));
+            }
+            w.write_image_data(&rgba).map_err(|e| err(&e))?;
+        }
+        w.finish().map_err(|e| err(&e))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(&e))
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
 }
 
 /// Planar RGB floats `[n, 3, h * w]` in [-1, 1] to a grid of `cols` columns, RGBA bytes; returns

@@ -208,3 +208,65 @@ fn absurd_render_values_are_refused() {
     assert!(dir.join("a.png").exists());
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The walk: frames, and one animated PNG with as many frames, looping.
+#[test]
+fn walk_writes_frames_and_an_animated_png() {
+    let dir = tmpdir("walk");
+    let m = inrgan::commands::load_model(None, "tiny").unwrap();
+    let base = inrgan::commands::RenderArgs {
+        weights: None,
+        preset: "tiny".into(),
+        seed: 0,
+        psi: 1.0,
+        width: 12,
+        height: 12,
+        window: [-1.0, -1.0, 1.0, 1.0],
+        out: dir.join("frame.png"),
+        backend: inrgan::backend::BackendKind::Cpu,
+        tile: 16,
+        latent: None,
+        levels: None,
+        raw: None,
+        supersample: None,
+    };
+    let spec = inrgan::latent::LatentSpec {
+        seeds: [1, 2, 3, 4],
+        ..Default::default()
+    };
+    let apng = dir.join("walk.png");
+    inrgan::commands::walk(
+        &m,
+        &base,
+        &spec,
+        5,
+        &dir.join("frames"),
+        Some(&apng),
+        40,
+        |_| true,
+    )
+    .unwrap();
+    assert!(dir.join("frames/frame-0004.png").exists());
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&apng).unwrap()));
+    let mut reader = dec.read_info().unwrap();
+    let actl = reader.info().animation_control.expect("an animated PNG");
+    assert_eq!((actl.num_frames, actl.num_plays), (5, 0));
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let mut n = 0;
+    let mut first: Option<Vec<u8>> = None;
+    let mut differ = false;
+    while reader.next_frame(&mut buf).is_ok() {
+        match &first {
+            None => first = Some(buf.clone()),
+            Some(f) => differ |= *f != buf,
+        }
+        n += 1;
+        if n == 5 {
+            break;
+        }
+    }
+    assert_eq!(n, 5);
+    assert!(differ, "the walk's frames should differ");
+    assert!(inrgan::commands::walk(&m, &base, &spec, 0, &dir, None, 40, |_| true).is_err());
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
 use crate::commands::{LoadedModel, RenderArgs};
-use crate::latent::{LatentSpec, loop_uv};
+use crate::latent::LatentSpec;
 
 /// Square sizes offered (any size can be typed).
 pub const SIZES: [usize; 7] = [256, 512, 1024, 2048, 4096, 8192, 16384];
@@ -218,37 +218,39 @@ impl ExportPanel {
         let window = input.window;
         self.spawn(
             ctx,
-            format!("walk frames in {}", s.walk_dir),
+            format!("walk frames and animation in {}", s.walk_dir),
             move |report| {
                 let dir = PathBuf::from(&s.walk_dir);
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                let frames = s.walk_frames.max(1);
-                for f in 0..frames {
-                    let mut l = spec.clone();
-                    l.uv = loop_uv(f as f64 / frames as f64);
-                    let args = RenderArgs {
-                        weights: None,
-                        preset: String::new(),
-                        seed: l.seeds[0],
-                        psi: l.psi,
-                        width: s.walk_size.max(1),
-                        height: s.walk_size.max(1),
-                        window,
-                        out: dir.join(format!("frame-{f:04}.png")),
-                        backend,
-                        tile: 256,
-                        latent: Some(l),
-                        levels: None,
-                        raw: None,
-                        supersample: None,
-                    };
-                    crate::commands::render_model(&model, &args, |_| true)
-                        .map_err(|e| format!("{e:#}"))?;
-                    if !report((f + 1) as f64 / frames as f64) {
-                        return Err("cancelled".into());
-                    }
-                }
-                Ok(format!("wrote {frames} frames to {}", dir.display()))
+                let size = s.walk_size.max(1);
+                let base = RenderArgs {
+                    weights: None,
+                    preset: String::new(),
+                    seed: spec.seeds[0],
+                    psi: spec.psi,
+                    width: size,
+                    height: size,
+                    window,
+                    out: dir.join("frame.png"),
+                    backend,
+                    tile: 256,
+                    latent: None,
+                    levels: None,
+                    raw: None,
+                    supersample: None,
+                };
+                // The frames, and the walk as one looping animated PNG beside them.
+                let apng = dir.join("walk.png");
+                crate::commands::walk(
+                    &model,
+                    &base,
+                    &spec,
+                    s.walk_frames.max(1),
+                    &dir,
+                    Some(&apng),
+                    40,
+                    report,
+                )
+                .map_err(|e| format!("{e:#}"))
             },
         );
     }
