@@ -310,8 +310,21 @@ fn export_writes_a_seed_grid_and_walk_frames() {
         a.export_result()
             .is_some_and(|r| r.as_ref().is_ok_and(|m| m.contains("frames")))
     });
-    let frames: Vec<_> = std::fs::read_dir(dir.join("walk")).unwrap().collect();
-    assert_eq!(frames.len(), 4);
+    let frames = std::fs::read_dir(dir.join("walk"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("frame-"))
+        .count();
+    assert_eq!(frames, 4);
+    // And the walk as one animated PNG of those frames.
+    let dec = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(dir.join("walk/walk.png")).unwrap(),
+    ));
+    let reader = dec.read_info().unwrap();
+    assert_eq!(
+        reader.info().animation_control.map(|a| a.num_frames),
+        Some(4)
+    );
     // Each frame is a different point of the loop through the anchors.
     let r0 = inrgan::commands::read_recipe(&dir.join("walk/frame-0000.png")).unwrap();
     let r1 = inrgan::commands::read_recipe(&dir.join("walk/frame-0001.png")).unwrap();
