@@ -68,6 +68,15 @@ fn aug_blend(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     dst[i] = k * (src[i] - mu[b]) + mu[b];
 }
 
+// Value q of [B, C, H, W]: (plane, row, column, image).
+fn locate(q: u32) -> vec4<u32> {
+    let np = p.height * p.width;
+    let plane = q / np;
+    let r = q - plane * np;
+    let i = r / p.width;
+    return vec4<u32>(plane, i, r - i * p.width, plane / p.channels);
+}
+
 fn cut_out(b: u32, i: u32, j: u32) -> bool {
     let x0 = i32(prm[b * NP + 5u]);
     let y0 = i32(prm[b * NP + 6u]);
@@ -81,12 +90,11 @@ fn cut_out(b: u32, i: u32, j: u32) -> bool {
 fn aug_shift_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = flat(gid, nwg);
     if (q >= p.n) { return; }
-    let np = p.height * p.width;
-    let plane = q / np;
-    let r = q - plane * np;
-    let i = r / p.width;
-    let j = r - i * p.width;
-    let b = plane / p.channels;
+    let at = locate(q);
+    let plane = at.x;
+    let i = at.y;
+    let j = at.z;
+    let b = at.w;
     if cut_out(b, i, j) {
         dst[q] = 0.0;
         return;
@@ -95,7 +103,7 @@ fn aug_shift_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let ty = i32(prm[b * NP + 4u]);
     let si = u32(clamp(i32(i) - ty, 0, i32(p.height) - 1));
     let sj = u32(clamp(i32(j) - tx, 0, i32(p.width) - 1));
-    dst[q] = src[plane * np + si * p.width + sj];
+    dst[q] = src[plane * p.height * p.width + si * p.width + sj];
 }
 
 // The outputs [lo, hi) along an axis of n that a shift by t with edge replication reads from
@@ -127,12 +135,11 @@ fn sources(s: i32, t: i32, n: i32) -> vec2<i32> {
 fn aug_shift_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = flat(gid, nwg);
     if (q >= p.n) { return; }
-    let np = p.height * p.width;
-    let plane = q / np;
-    let r = q - plane * np;
-    let i = r / p.width;
-    let j = r - i * p.width;
-    let b = plane / p.channels;
+    let at = locate(q);
+    let plane = at.x;
+    let i = at.y;
+    let j = at.z;
+    let b = at.w;
     let tx = i32(prm[b * NP + 3u]);
     let ty = i32(prm[b * NP + 4u]);
     let rows = sources(i32(i), ty, i32(p.height));
@@ -142,7 +149,7 @@ fn aug_shift_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         var row = 0.0;
         for (var oj = cols.x; oj < cols.y; oj++) {
             if !cut_out(b, u32(oi), u32(oj)) {
-                row += src[plane * np + u32(oi) * p.width + u32(oj)];
+                row += src[(plane * p.height + u32(oi)) * p.width + u32(oj)];
             }
         }
         acc += row;

@@ -1,5 +1,5 @@
 //! The bilinear link between scale levels (coordinate space, halo cells) and anti-aliased
-//! zoom-out: the training-grid property, tiles equal the whole, superresolution contains the
+//! zoom-out: the training-grid property (tiles: tests/generator.rs), superresolution contains the
 //! training pixels, no seams at 8x on random weights (and nearest links fail the same test),
 //! supersampling equals the box average of the full-density render, old configs load as
 //! nearest.
@@ -10,7 +10,6 @@ mod common;
 use common::*;
 use inrgan::backend::Backend;
 use inrgan::backend::cpu::CpuBackend;
-use inrgan::backend::gpu::GpuBackend;
 use inrgan::metrics::seams::seams_planar;
 use inrgan::model::config::{LinkMode, ModelConfig};
 use inrgan::model::generator::{Generator, Link, TRAINING_WINDOW, box_average};
@@ -135,46 +134,8 @@ fn bilinear_link_on_the_training_grid_is_a_fixed_2x_linear_upsampling() {
     }
 }
 
-/// Tiles of a bilinear render (outside the square too) agree bitwise with the whole image, on
-/// the CPU backend (fused and layer by layer) and the GPU backend.
-#[test]
-fn bilinear_tiles_join_bitwise() {
-    let g = model("tiny-bilinear");
-    let win = [-2.7, 1.3, -0.9, 2.45];
-    let (width, height) = (37, 29);
-    fn check<B: Backend>(g: &Generator, be: &mut B, win: [f64; 4], width: usize, height: usize) {
-        let p = ParamSet::init(be, g.specs(), 4).unwrap();
-        let w = w_of(g, be, &p, 3);
-        let whole = g.render(be, &p, &w, win, width, height).unwrap();
-        assert!(whole.iter().all(|v| v.is_finite()));
-        let mut tiled = vec![f32::NAN; whole.len()];
-        let n = width * height;
-        g.render_tiles(
-            be,
-            &p,
-            &w,
-            win,
-            width,
-            height,
-            11,
-            |c0, r0, cols, rows, rgb| {
-                for c in 0..3 {
-                    for y in 0..rows {
-                        for x in 0..cols {
-                            tiled[c * n + (r0 + y) * width + c0 + x] =
-                                rgb[c * cols * rows + y * cols + x];
-                        }
-                    }
-                }
-                Ok(())
-            },
-        )
-        .unwrap();
-        assert_eq!(whole, tiled, "tiles must equal the whole image bitwise");
-    }
-    check(&g, &mut CpuBackend::new().unwrap(), win, width, height);
-    check(&g, &mut GpuBackend::new(ctx()), win, width, height);
-}
+// Tiles of a bilinear render agree bitwise with the whole: tests/generator.rs,
+// `tiles_join_without_seams`.
 
 /// At an odd factor the bilinear superresolution samples the training pixels' centres: the 3x
 /// render contains the training image.

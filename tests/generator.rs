@@ -108,25 +108,32 @@ fn superresolution_contains_the_training_pixels_and_averages_close_to_them() {
     );
 }
 
-#[test]
-fn tiles_join_without_seams() {
-    let (g, seed) = tiny();
-    let mut be = GpuBackend::new(ctx());
-    let p = ParamSet::init(&mut be, g.specs(), seed).unwrap();
-    let w = ws(&g, &mut be, &p, 1);
-    let win = [-1.7, 2.3, -0.9, 1.45];
+/// Renders `win` whole and in `tile`-pixel tiles on `be` (weights from `seed`, latent seed 3
+/// for the bilinear case as before, 1 otherwise) and checks they agree bitwise.
+fn tiles_equal_whole<B: Backend>(
+    g: &Generator,
+    be: &mut B,
+    seed: u64,
+    latent: u64,
+    win: [f64; 4],
+    tile: usize,
+) {
+    let p = ParamSet::init(be, g.specs(), seed).unwrap();
+    let z = g.latent(latent);
+    let w = g.map_truncated(be, &p, &z, 1, 1.0).expect("mapping");
     let (width, height) = (37, 29);
-    let whole = g.render(&mut be, &p, &w, win, width, height).unwrap();
+    let whole = g.render(be, &p, &w, win, width, height).unwrap();
+    assert!(whole.iter().all(|v| v.is_finite()));
     let mut tiled = vec![f32::NAN; whole.len()];
     let n = width * height;
     g.render_tiles(
-        &mut be,
+        be,
         &p,
         &w,
         win,
         width,
         height,
-        16,
+        tile,
         |c0, r0, cols, rows, rgb| {
             for c in 0..3 {
                 for y in 0..rows {
@@ -141,6 +148,32 @@ fn tiles_join_without_seams() {
     )
     .unwrap();
     assert_eq!(whole, tiled, "tiles must equal the whole image exactly");
+}
+
+/// Tiles agree bitwise with the whole image: nearest links on the GPU backend; bilinear links
+/// (outside the square too) on the CPU backend, fused and layer by layer, and the GPU backend.
+#[test]
+fn tiles_join_without_seams() {
+    let (g, seed) = tiny();
+    tiles_equal_whole(
+        &g,
+        &mut GpuBackend::new(ctx()),
+        seed,
+        1,
+        [-1.7, 2.3, -0.9, 1.45],
+        16,
+    );
+    let g = Generator::new(&ModelConfig::preset("tiny-bilinear").unwrap());
+    let win = [-2.7, 1.3, -0.9, 2.45];
+    tiles_equal_whole(
+        &g,
+        &mut inrgan::backend::cpu::CpuBackend::new().unwrap(),
+        4,
+        3,
+        win,
+        11,
+    );
+    tiles_equal_whole(&g, &mut GpuBackend::new(ctx()), 4, 3, win, 11);
 }
 
 #[test]

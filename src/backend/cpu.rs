@@ -433,14 +433,14 @@ pub(in crate::backend) mod check {
         Ok(true)
     }
 
-    /// The augment ops: the shape's buffers and finite parameters (read from `prm`); None when
-    /// there is nothing to do.
+    /// The augment ops: the shape's buffers and finite parameters (`params` reads them as
+    /// `f32`; shared by the host backends); None when there is nothing to do.
     pub fn augment(
         s: &AugShape,
         what: &str,
         x: usize,
-        prm: &CpuBuf,
         y: usize,
+        params: impl FnOnce() -> BResult<Vec<f32>>,
     ) -> BResult<Option<Vec<f32>>> {
         if s.is_empty() {
             return Ok(None);
@@ -450,7 +450,7 @@ pub(in crate::backend) mod check {
         }
         need(&format!("{what} x"), x, s.len())?;
         need(&format!("{what} y"), y, s.len())?;
-        let pv = rd(&format!("{what} params"), prm)?.clone();
+        let pv = params()?;
         s.check(&pv).map_err(shape_err)?;
         Ok(Some(pv))
     }
@@ -2763,7 +2763,10 @@ impl Backend for CpuBackend {
         y: &CpuBuf,
         brightness: bool,
     ) -> BResult<()> {
-        let Some(pv) = check::augment(s, "aug_color", x.len, prm, y.len)? else {
+        let Some(pv) = check::augment(s, "aug_color", x.len, y.len, || {
+            Ok(rd("aug_color params", prm)?.clone())
+        })?
+        else {
             return Ok(());
         };
         let xg = rd("aug_color x", x)?;
@@ -2796,7 +2799,10 @@ impl Backend for CpuBackend {
         mu: &CpuBuf,
         y: &CpuBuf,
     ) -> BResult<()> {
-        let Some(pv) = check::augment(s, "aug_blend", x.len, prm, y.len)? else {
+        let Some(pv) = check::augment(s, "aug_blend", x.len, y.len, || {
+            Ok(rd("aug_blend params", prm)?.clone())
+        })?
+        else {
             return Ok(());
         };
         check::need("aug_blend mu", mu.len, s.batch)?;
@@ -2820,7 +2826,10 @@ impl Backend for CpuBackend {
         prm: &CpuBuf,
         y: &CpuBuf,
     ) -> BResult<()> {
-        let Some(pv) = check::augment(s, "aug_shift_forward", x.len, prm, y.len)? else {
+        let Some(pv) = check::augment(s, "aug_shift_forward", x.len, y.len, || {
+            Ok(rd("aug_shift_forward params", prm)?.clone())
+        })?
+        else {
             return Ok(());
         };
         let xg = rd("aug_shift_forward x", x)?;
@@ -2851,7 +2860,10 @@ impl Backend for CpuBackend {
         prm: &CpuBuf,
         dx: &CpuBuf,
     ) -> BResult<()> {
-        let Some(pv) = check::augment(s, "aug_shift_backward", dy.len, prm, dx.len)? else {
+        let Some(pv) = check::augment(s, "aug_shift_backward", dy.len, dx.len, || {
+            Ok(rd("aug_shift_backward params", prm)?.clone())
+        })?
+        else {
             return Ok(());
         };
         let dyg = rd("aug_shift_backward dy", dy)?;

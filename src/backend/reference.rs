@@ -447,7 +447,13 @@ impl Backend for RefBackend {
         y: &RefBuf,
         brightness: bool,
     ) -> BResult<()> {
-        let Some(pv) = aug_check(s, "aug_color", x.len, prm, y.len)? else {
+        let Some(pv) = check::augment(s, "aug_color", x.len, y.len, || {
+            Ok(rd("aug_color params", prm)?
+                .iter()
+                .map(|&v| v as f32)
+                .collect())
+        })?
+        else {
             return Ok(());
         };
         let out = r::augment::color(s, &rd("aug_color x", x)?, &pv, brightness);
@@ -463,7 +469,13 @@ impl Backend for RefBackend {
         mu: &RefBuf,
         y: &RefBuf,
     ) -> BResult<()> {
-        let Some(pv) = aug_check(s, "aug_blend", x.len, prm, y.len)? else {
+        let Some(pv) = check::augment(s, "aug_blend", x.len, y.len, || {
+            Ok(rd("aug_blend params", prm)?
+                .iter()
+                .map(|&v| v as f32)
+                .collect())
+        })?
+        else {
             return Ok(());
         };
         check::need("aug_blend mu", mu.len, s.batch)?;
@@ -480,7 +492,13 @@ impl Backend for RefBackend {
         prm: &RefBuf,
         y: &RefBuf,
     ) -> BResult<()> {
-        let Some(pv) = aug_check(s, "aug_shift_forward", x.len, prm, y.len)? else {
+        let Some(pv) = check::augment(s, "aug_shift_forward", x.len, y.len, || {
+            Ok(rd("aug_shift_forward params", prm)?
+                .iter()
+                .map(|&v| v as f32)
+                .collect())
+        })?
+        else {
             return Ok(());
         };
         let out = r::augment::shift_forward(s, &rd("aug_shift_forward x", x)?, &pv);
@@ -495,7 +513,13 @@ impl Backend for RefBackend {
         prm: &RefBuf,
         dx: &RefBuf,
     ) -> BResult<()> {
-        let Some(pv) = aug_check(s, "aug_shift_backward", dy.len, prm, dx.len)? else {
+        let Some(pv) = check::augment(s, "aug_shift_backward", dy.len, dx.len, || {
+            Ok(rd("aug_shift_backward params", prm)?
+                .iter()
+                .map(|&v| v as f32)
+                .collect())
+        })?
+        else {
             return Ok(());
         };
         let out = r::augment::shift_backward(s, &rd("aug_shift_backward dy", dy)?, &pv);
@@ -892,29 +916,4 @@ impl Backend for RefBackend {
         }
         Ok(r::image::to_rgba8(&rd("to_rgba8 x", x)?, batch, pixels))
     }
-}
-
-/// The augment ops' checks: the shape's buffers and finite parameters (read as `f32`); None when
-/// there is nothing to do.
-fn aug_check(
-    s: &AugShape,
-    what: &str,
-    x: usize,
-    prm: &RefBuf,
-    y: usize,
-) -> BResult<Option<Vec<f32>>> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    if s.channels == 0 {
-        return Err(GpuError::Shape(format!("{what}: no channels")));
-    }
-    check::need(&format!("{what} x"), x, s.len())?;
-    check::need(&format!("{what} y"), y, s.len())?;
-    let pv: Vec<f32> = rd(&format!("{what} params"), prm)?
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
-    s.check(&pv).map_err(GpuError::Shape)?;
-    Ok(Some(pv))
 }

@@ -193,50 +193,39 @@ fn clamp_index(i: i64, n: usize) -> usize {
     i.clamp(0, n as i64 - 1) as usize
 }
 
-/// Translation with edge-replicate padding, then cutout: `y[b, c, i, j] = 0` inside the cut
-/// square, else `x[b, c, clamp(i - ty), clamp(j - tx)]`.
-pub fn shift_forward<F: Float>(s: &AugShape, x: &[F], params: &[f32]) -> Vec<F> {
+/// Every (output, source) index pair of the translation and cutout: output `[b, c, i, j]`
+/// outside the cut square reads source `[b, c, clamp(i - ty), clamp(j - tx)]`.
+fn shift_pairs(s: &AugShape, params: &[f32], mut f: impl FnMut(usize, usize)) {
     let (h, w) = (s.height, s.width);
-    let mut y = vec![F::zero(); s.len()];
     for b in 0..s.batch {
         let a = AugParams::from_f32s(&params[b * AUG_PARAMS..]);
         for c in 0..s.channels {
             let base = (b * s.channels + c) * h * w;
             for i in 0..h {
+                let si = clamp_index(i as i64 - a.ty as i64, h);
                 for j in 0..w {
-                    if a.cut_out(i, j) {
-                        continue;
+                    if !a.cut_out(i, j) {
+                        let sj = clamp_index(j as i64 - a.tx as i64, w);
+                        f(base + i * w + j, base + si * w + sj);
                     }
-                    let si = clamp_index(i as i64 - a.ty as i64, h);
-                    let sj = clamp_index(j as i64 - a.tx as i64, w);
-                    y[base + i * w + j] = x[base + si * w + sj];
                 }
             }
         }
     }
+}
+
+/// Translation with edge-replicate padding, then cutout: `y[b, c, i, j] = 0` inside the cut
+/// square, else `x[b, c, clamp(i - ty), clamp(j - tx)]`.
+pub fn shift_forward<F: Float>(s: &AugShape, x: &[F], params: &[f32]) -> Vec<F> {
+    let mut y = vec![F::zero(); s.len()];
+    shift_pairs(s, params, |o, src| y[o] = x[src]);
     y
 }
 
 /// The transpose of [`shift_forward`], as the plain scatter it is.
 pub fn shift_backward<F: Float>(s: &AugShape, dy: &[F], params: &[f32]) -> Vec<F> {
-    let (h, w) = (s.height, s.width);
     let mut dx = vec![F::zero(); s.len()];
-    for b in 0..s.batch {
-        let a = AugParams::from_f32s(&params[b * AUG_PARAMS..]);
-        for c in 0..s.channels {
-            let base = (b * s.channels + c) * h * w;
-            for i in 0..h {
-                for j in 0..w {
-                    if a.cut_out(i, j) {
-                        continue;
-                    }
-                    let si = clamp_index(i as i64 - a.ty as i64, h);
-                    let sj = clamp_index(j as i64 - a.tx as i64, w);
-                    dx[base + si * w + sj] = dx[base + si * w + sj] + dy[base + i * w + j];
-                }
-            }
-        }
-    }
+    shift_pairs(s, params, |o, src| dx[src] = dx[src] + dy[o]);
     dx
 }
 

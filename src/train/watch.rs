@@ -32,7 +32,6 @@ struct Seen {
     step: u64,
     images: u64,
     total_images: Option<u64>,
-    last_time: Option<(SystemTime, u64)>,
 }
 
 /// Starts a thread that polls `dir` every `every` until it is told to stop; the first event is
@@ -207,7 +206,6 @@ fn read_metrics(dir: &Path, seen: &mut Seen, tx: &Sender<Event>) {
                 Some(t) if img_per_s > 0.0 => t.saturating_sub(images) as f64 / img_per_s,
                 _ => 0.0,
             };
-            seen.last_time = Some((SystemTime::now(), images));
             let stats = StepStats {
                 step,
                 images,
