@@ -4,7 +4,7 @@
 // written out between layers (the fully fused MLP of tiny-cuda-nn, with per-image weights). Every
 // lane of a workgroup reads the same weight at the same time (one image per workgroup), so
 // weights arrive as uniform, cached loads, each serving four pixels (2.3x the one-pixel version
-// on lavapipe; `../shared/notes/lavapipe-mlp-probe.md` measured the same lever).
+// on lavapipe; `docs/lavapipe.md` measured the same lever).
 //
 // Lavapipe (Mesa 22.3) ends every loop of an invocation once the invocation has taken 65535 loop
 // back-edges in all (one limiter per invocation, shared by all its loops), so the products run

@@ -76,7 +76,7 @@ pub fn coords_backward<F: Float>(
     df
 }
 
-/// The official training grid at `res` × `res` (spec §2.2, `generate_coords`): `x_c = -1 + 2c/R`
+/// The official training grid at `res`² (docs/model.md §2, `generate_coords`): `x_c = -1 + 2c/R`
 /// (each pixel's left edge), `y_r = 1 - 2(r + 1)/R` (y points up; the top row is highest).
 /// Returns `(xs, ys)`, computed in f64.
 pub fn training_grid(res: usize) -> (Vec<f32>, Vec<f32>) {
