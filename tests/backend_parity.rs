@@ -11,10 +11,11 @@
 mod common;
 
 use common::{assert_close, ctx, rng, to64};
+use inrgan::backend::BResult;
 use inrgan::backend::cpu::CpuBackend;
 use inrgan::backend::gpu::GpuBackend;
+use inrgan::backend::prelude::*;
 use inrgan::backend::reference::RefBackend;
-use inrgan::backend::{BResult, Backend};
 use inrgan::reference::act::ActShape;
 use inrgan::reference::adam::AdamConfig;
 use inrgan::reference::augment::{AUG_PARAMS, AugParams, AugShape};

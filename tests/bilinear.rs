@@ -8,8 +8,8 @@
 mod common;
 
 use common::*;
-use inrgan::backend::Backend;
 use inrgan::backend::cpu::CpuBackend;
+use inrgan::backend::prelude::*;
 use inrgan::metrics::seams::seams_planar;
 use inrgan::model::config::{LinkMode, ModelConfig};
 use inrgan::model::generator::{Generator, Link, TRAINING_WINDOW, box_average};

@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use inrgan::backend::Backend;
 use inrgan::backend::cpu::CpuBackend;
 use inrgan::backend::gpu::GpuBackend;
+use inrgan::backend::prelude::*;
 use inrgan::backend::reference::RefBackend;
 use inrgan::model::config::ModelConfig;
 use inrgan::model::discriminator::{Discriminator, param_specs};

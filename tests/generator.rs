@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use inrgan::backend::Backend;
 use inrgan::backend::gpu::GpuBackend;
+use inrgan::backend::prelude::*;
 use inrgan::model::config::ModelConfig;
 use inrgan::model::generator::{Generator, TRAINING_WINDOW};
 use inrgan::model::params::ParamSet;

@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use inrgan::backend::Backend;
 use inrgan::backend::cpu::CpuBackend;
 use inrgan::backend::gpu::GpuBackend;
+use inrgan::backend::prelude::*;
 use inrgan::model::config::ModelConfig;
 use inrgan::train::{TrainConfig, TrainError, Trainer};
 

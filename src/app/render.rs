@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Instant;
 
 use crate::backend::gpu::GpuBackend;
-use crate::backend::{Backend, BackendKind};
+use crate::backend::{Backend, BackendKind, Memory};
 use crate::commands::LoadedModel;
 use crate::gpu::{GpuContext, Recorder};
 use crate::latent::LatentSpec;

@@ -3,7 +3,10 @@
 //! [`MAX_PENDING`] operations so that one submission stays short (another user of the device,
 //! such as the viewport, still gets its turn).
 
-use super::{BResult, Backend};
+use super::{
+    ActOps, AdamOps, AugmentOps, BResult, Backend, ConvOps, CoordsOps, FmmOps, FusedOps, ImageOps,
+    LinearOps, MbstdOps, Memory, ModulateOps, ReduceOps, ResampleOps,
+};
 use crate::gpu::{GpuBuffer, GpuContext, GpuError, Recorder};
 use crate::kernels as k;
 use crate::reference::act::ActShape;
@@ -132,7 +135,7 @@ impl<'a> GpuBackend<'a> {
     }
 }
 
-impl<'a> Backend for GpuBackend<'a> {
+impl<'a> Memory for GpuBackend<'a> {
     type Buf = GpuBuffer<f32>;
 
     fn name(&self) -> String {
@@ -178,7 +181,9 @@ impl<'a> Backend for GpuBackend<'a> {
         let rec = std::mem::replace(&mut self.rec, Recorder::new(self.ctx, "backend"));
         rec.submit()
     }
+}
 
+impl<'a> LinearOps for GpuBackend<'a> {
     fn gemm(
         &mut self,
         g: &Gemm,
@@ -192,7 +197,9 @@ impl<'a> Backend for GpuBackend<'a> {
         }
         self.op(|r| k::linear::gemm(r, g, a, b, bias, c))
     }
+}
 
+impl<'a> FmmOps for GpuBackend<'a> {
     fn fmm_forward(
         &mut self,
         s: &FmmShape,
@@ -231,7 +238,9 @@ impl<'a> Backend for GpuBackend<'a> {
             )
         })
     }
+}
 
+impl<'a> ModulateOps for GpuBackend<'a> {
     fn style_modulate_forward(
         &mut self,
         m: &ModulateShape,
@@ -254,7 +263,9 @@ impl<'a> Backend for GpuBackend<'a> {
     ) -> BResult<()> {
         self.op(|r| k::modulate::style_modulate_backward(r, m, ws, s, dw, dws, ds, accumulate_dws))
     }
+}
 
+impl<'a> CoordsOps for GpuBackend<'a> {
     fn coords_forward(
         &mut self,
         s: &CoordsShape,
@@ -278,7 +289,9 @@ impl<'a> Backend for GpuBackend<'a> {
     ) -> BResult<()> {
         self.op(|r| k::coords::coords_backward(r, s, xs, ys, freqs, demb, dfreqs, accumulate))
     }
+}
 
+impl<'a> ActOps for GpuBackend<'a> {
     fn act_forward(
         &mut self,
         s: &ActShape,
@@ -299,7 +312,9 @@ impl<'a> Backend for GpuBackend<'a> {
     ) -> BResult<()> {
         self.op(|r| k::act::act_backward(r, s, y, dy, dx, accumulate))
     }
+}
 
+impl<'a> ResampleOps for GpuBackend<'a> {
     fn upsample2x_forward(
         &mut self,
         x: &Self::Buf,
@@ -366,48 +381,28 @@ impl<'a> Backend for GpuBackend<'a> {
         self.op(|r| k::resample::gather_bilinear_backward(r, dy, planes, &t, dx, accumulate))
     }
 
-    fn aug_color(
+    fn concat_channels(
         &mut self,
-        s: &AugShape,
-        x: &Self::Buf,
-        prm: &Self::Buf,
-        y: &Self::Buf,
-        brightness: bool,
-    ) -> BResult<()> {
-        self.op(|r| k::augment::color(r, s, x, prm, y, brightness))
-    }
-
-    fn aug_blend(
-        &mut self,
-        s: &AugShape,
-        x: &Self::Buf,
-        prm: &Self::Buf,
-        mu: &Self::Buf,
+        s: &ConcatShape,
+        x1: &Self::Buf,
+        x2: &Self::Buf,
         y: &Self::Buf,
     ) -> BResult<()> {
-        self.op(|r| k::augment::blend(r, s, x, prm, mu, y))
+        self.op(|r| k::resample::concat_channels(r, s, x1, x2, y))
     }
 
-    fn aug_shift_forward(
+    fn slice_channels(
         &mut self,
-        s: &AugShape,
+        s: &SliceShape,
         x: &Self::Buf,
-        prm: &Self::Buf,
         y: &Self::Buf,
+        accumulate: bool,
     ) -> BResult<()> {
-        self.op(|r| k::augment::shift_forward(r, s, x, prm, y))
+        self.op(|r| k::resample::slice_channels(r, s, x, y, accumulate))
     }
+}
 
-    fn aug_shift_backward(
-        &mut self,
-        s: &AugShape,
-        dy: &Self::Buf,
-        prm: &Self::Buf,
-        dx: &Self::Buf,
-    ) -> BResult<()> {
-        self.op(|r| k::augment::shift_backward(r, s, dy, prm, dx))
-    }
-
+impl<'a> FusedOps for GpuBackend<'a> {
     fn has_fused(&self) -> bool {
         self.fused
     }
@@ -435,27 +430,9 @@ impl<'a> Backend for GpuBackend<'a> {
     ) -> BResult<()> {
         self.op(|r| k::fused::level_forward(r, s, input, w, bias, rgbw, rgbb, img, out))
     }
+}
 
-    fn concat_channels(
-        &mut self,
-        s: &ConcatShape,
-        x1: &Self::Buf,
-        x2: &Self::Buf,
-        y: &Self::Buf,
-    ) -> BResult<()> {
-        self.op(|r| k::resample::concat_channels(r, s, x1, x2, y))
-    }
-
-    fn slice_channels(
-        &mut self,
-        s: &SliceShape,
-        x: &Self::Buf,
-        y: &Self::Buf,
-        accumulate: bool,
-    ) -> BResult<()> {
-        self.op(|r| k::resample::slice_channels(r, s, x, y, accumulate))
-    }
-
+impl<'a> ConvOps for GpuBackend<'a> {
     fn conv2d_forward(
         &mut self,
         s: &ConvShape,
@@ -514,7 +491,9 @@ impl<'a> Backend for GpuBackend<'a> {
     ) -> BResult<()> {
         self.op(|r| k::conv::blur_down2x_backward(r, dy, dx, planes, h, w, accumulate))
     }
+}
 
+impl<'a> MbstdOps for GpuBackend<'a> {
     fn mbstd_forward(
         &mut self,
         s: &MbstdShape,
@@ -558,7 +537,53 @@ impl<'a> Backend for GpuBackend<'a> {
     ) -> BResult<()> {
         self.op(|r| k::mbstd::mbstd_backward_jvp(r, s, x, xdot, dy, dstat, dxdot))
     }
+}
 
+impl<'a> AugmentOps for GpuBackend<'a> {
+    fn aug_color(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        y: &Self::Buf,
+        brightness: bool,
+    ) -> BResult<()> {
+        self.op(|r| k::augment::color(r, s, x, prm, y, brightness))
+    }
+
+    fn aug_blend(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        mu: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::augment::blend(r, s, x, prm, mu, y))
+    }
+
+    fn aug_shift_forward(
+        &mut self,
+        s: &AugShape,
+        x: &Self::Buf,
+        prm: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::augment::shift_forward(r, s, x, prm, y))
+    }
+
+    fn aug_shift_backward(
+        &mut self,
+        s: &AugShape,
+        dy: &Self::Buf,
+        prm: &Self::Buf,
+        dx: &Self::Buf,
+    ) -> BResult<()> {
+        self.op(|r| k::augment::shift_backward(r, s, dy, prm, dx))
+    }
+}
+
+impl<'a> ReduceOps for GpuBackend<'a> {
     fn sum_axes(
         &mut self,
         x: &Self::Buf,
@@ -609,7 +634,9 @@ impl<'a> Backend for GpuBackend<'a> {
             .copied()
             .ok_or_else(|| GpuError::Map("empty count readback".into()))
     }
+}
 
+impl<'a> AdamOps for GpuBackend<'a> {
     fn adam_step(
         &mut self,
         cfg: &AdamConfig,
@@ -626,7 +653,9 @@ impl<'a> Backend for GpuBackend<'a> {
     fn ema_update(&mut self, p: &Self::Buf, e: &Self::Buf, beta: f64, n: usize) -> BResult<()> {
         self.op(|r| k::adam::ema_update(r, p, e, beta, n))
     }
+}
 
+impl<'a> ImageOps for GpuBackend<'a> {
     fn to_rgba8(&mut self, x: &Self::Buf, batch: usize, pixels: usize) -> BResult<Vec<u32>> {
         let out = GpuBuffer::<u32>::zeros(self.ctx, batch * pixels, "rgba8")?;
         k::image::to_rgba8(&mut self.rec, x, &out, batch, pixels)?;
@@ -634,3 +663,5 @@ impl<'a> Backend for GpuBackend<'a> {
         out.read(self.ctx)
     }
 }
+
+impl<'a> Backend for GpuBackend<'a> {}

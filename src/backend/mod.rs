@@ -8,6 +8,14 @@
 //! arrays in the layouts documented there. An output buffer is never also an input of the same
 //! call, except where an operation is documented as in place.
 
+mod check;
+/// Every operation trait, for code that calls operations on a concrete backend.
+pub mod prelude {
+    pub use super::{
+        ActOps, AdamOps, AugmentOps, Backend, ConvOps, CoordsOps, FmmOps, FusedOps, ImageOps,
+        LinearOps, MbstdOps, Memory, ModulateOps, ReduceOps, ResampleOps,
+    };
+}
 pub mod cpu;
 pub mod gpu;
 pub mod reference;
@@ -88,15 +96,13 @@ impl std::ops::Sub for Recording {
     }
 }
 
+/// Buffers: allocation, upload, read-back, and the backend's name.
 #[allow(clippy::too_many_arguments)]
-pub trait Backend {
+pub trait Memory {
     /// An `f32` buffer of this backend.
     type Buf;
-
     /// Human-readable name ("gpu: <adapter>" or "cpu: N threads").
     fn name(&self) -> String;
-
-    // ---- memory ----
     fn zeros(&mut self, n: usize, label: &str) -> BResult<Self::Buf>;
     fn upload(&mut self, data: &[f32], label: &str) -> BResult<Self::Buf>;
     /// Overwrites the start of `buf` with `data`, ordered after all operations issued so far.
@@ -106,8 +112,16 @@ pub trait Backend {
     fn len(&self, buf: &Self::Buf) -> usize;
     /// Submits pending work (a no-op on the CPU).
     fn flush(&mut self) -> BResult<()>;
+    /// What recording work has cost the host so far, where the backend records work for a
+    /// device (the GPU backend): the benchmarks' host-overhead figures.
+    fn recording(&self) -> Option<Recording> {
+        None
+    }
+}
 
-    // ---- linear (shaders/linear.wgsl) ----
+/// Strided products (`shaders/linear.wgsl`, `kernels::linear`, `reference::linear`).
+#[allow(clippy::too_many_arguments)]
+pub trait LinearOps: Memory {
     fn gemm(
         &mut self,
         g: &Gemm,
@@ -116,8 +130,11 @@ pub trait Backend {
         bias: Option<&Self::Buf>,
         c: &Self::Buf,
     ) -> BResult<()>;
+}
 
-    // ---- fmm ----
+/// Factorized multiplicative modulation with row demodulation (`fmm`).
+#[allow(clippy::too_many_arguments)]
+pub trait FmmOps: Memory {
     fn fmm_forward(
         &mut self,
         s: &FmmShape,
@@ -138,8 +155,11 @@ pub trait Backend {
         dstyles: &Self::Buf,
         accumulate_dws: bool,
     ) -> BResult<()>;
+}
 
-    // ---- modulate (toRGB: StyleGAN2 modulation without demodulation) ----
+/// toRGB's modulation: StyleGAN2 modulation without demodulation (`modulate`).
+#[allow(clippy::too_many_arguments)]
+pub trait ModulateOps: Memory {
     fn style_modulate_forward(
         &mut self,
         m: &ModulateShape,
@@ -157,8 +177,11 @@ pub trait Backend {
         ds: &Self::Buf,
         accumulate_dws: bool,
     ) -> BResult<()>;
+}
 
-    // ---- coords ----
+/// Fourier coordinate embeddings (`coords`).
+#[allow(clippy::too_many_arguments)]
+pub trait CoordsOps: Memory {
     fn coords_forward(
         &mut self,
         s: &CoordsShape,
@@ -177,8 +200,11 @@ pub trait Backend {
         dfreqs: &Self::Buf,
         accumulate: bool,
     ) -> BResult<()>;
+}
 
-    // ---- act ----
+/// Bias and leaky ReLU (`act`).
+#[allow(clippy::too_many_arguments)]
+pub trait ActOps: Memory {
     fn act_forward(
         &mut self,
         s: &ActShape,
@@ -194,8 +220,11 @@ pub trait Backend {
         dx: &Self::Buf,
         accumulate: bool,
     ) -> BResult<()>;
+}
 
-    // ---- resample ----
+/// Moves between levels and channel layouts: upsampling, gathers, concat, slice (`resample`).
+#[allow(clippy::too_many_arguments)]
+pub trait ResampleOps: Memory {
     fn upsample2x_forward(
         &mut self,
         x: &Self::Buf,
@@ -249,6 +278,25 @@ pub trait Backend {
         dx: &Self::Buf,
         accumulate: bool,
     ) -> BResult<()>;
+    fn concat_channels(
+        &mut self,
+        s: &ConcatShape,
+        x1: &Self::Buf,
+        x2: &Self::Buf,
+        y: &Self::Buf,
+    ) -> BResult<()>;
+    fn slice_channels(
+        &mut self,
+        s: &SliceShape,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        accumulate: bool,
+    ) -> BResult<()>;
+}
+
+/// One generator level in one pass (`fused`); optional.
+#[allow(clippy::too_many_arguments)]
+pub trait FusedOps: Memory {
     /// Whether [`Backend::fused_level_forward`] runs here (else the generator runs the block's
     /// layers one by one).
     fn has_fused(&self) -> bool {
@@ -278,22 +326,11 @@ pub trait Backend {
             self.name()
         )))
     }
-    fn concat_channels(
-        &mut self,
-        s: &ConcatShape,
-        x1: &Self::Buf,
-        x2: &Self::Buf,
-        y: &Self::Buf,
-    ) -> BResult<()>;
-    fn slice_channels(
-        &mut self,
-        s: &SliceShape,
-        x: &Self::Buf,
-        y: &Self::Buf,
-        accumulate: bool,
-    ) -> BResult<()>;
+}
 
-    // ---- conv ----
+/// The discriminator's convolutions and blur-downsampling (`conv`).
+#[allow(clippy::too_many_arguments)]
+pub trait ConvOps: Memory {
     fn conv2d_forward(
         &mut self,
         s: &ConvShape,
@@ -335,8 +372,11 @@ pub trait Backend {
         w: usize,
         accumulate: bool,
     ) -> BResult<()>;
+}
 
-    // ---- mbstd ----
+/// Minibatch standard deviation (`mbstd`).
+#[allow(clippy::too_many_arguments)]
+pub trait MbstdOps: Memory {
     fn mbstd_forward(
         &mut self,
         s: &MbstdShape,
@@ -352,7 +392,6 @@ pub trait Backend {
         dstat: &Self::Buf,
         dx: &Self::Buf,
     ) -> BResult<()>;
-
     /// The tangent of [`Backend::mbstd_forward`] at `x` along `xdot` (the R1 double backward).
     fn mbstd_jvp(
         &mut self,
@@ -372,8 +411,11 @@ pub trait Backend {
         dstat: &Self::Buf,
         dxdot: &Self::Buf,
     ) -> BResult<()>;
+}
 
-    // ---- augment (shaders/augment.wgsl; parameters `[batch, AUG_PARAMS]`) ----
+/// Differentiable augmentation of what D sees (`augment`; parameters `[batch, AUG_PARAMS]`).
+#[allow(clippy::too_many_arguments)]
+pub trait AugmentOps: Memory {
     /// Saturation and, when `brightness`, brightness (`reference::augment::color`).
     fn aug_color(
         &mut self,
@@ -408,8 +450,11 @@ pub trait Backend {
         prm: &Self::Buf,
         dx: &Self::Buf,
     ) -> BResult<()>;
+}
 
-    // ---- reduce ----
+/// Reductions, losses and elementwise updates (`reduce`).
+#[allow(clippy::too_many_arguments)]
+pub trait ReduceOps: Memory {
     fn sum_axes(
         &mut self,
         x: &Self::Buf,
@@ -440,8 +485,11 @@ pub trait Backend {
     fn axpby(&mut self, a: f32, x: &Self::Buf, b: f32, y: &Self::Buf, n: usize) -> BResult<()>;
     /// Number of NaN or infinite values in `x[..n]` (waits for pending work).
     fn count_nonfinite(&mut self, x: &Self::Buf, n: usize) -> BResult<u32>;
+}
 
-    // ---- adam ----
+/// Optimiser steps (`adam`).
+#[allow(clippy::too_many_arguments)]
+pub trait AdamOps: Memory {
     fn adam_step(
         &mut self,
         cfg: &AdamConfig,
@@ -453,19 +501,33 @@ pub trait Backend {
         n: usize,
     ) -> BResult<()>;
     fn ema_update(&mut self, p: &Self::Buf, e: &Self::Buf, beta: f64, n: usize) -> BResult<()>;
+}
 
-    // ---- image ----
+/// Conversion to 8-bit images (`image`).
+#[allow(clippy::too_many_arguments)]
+pub trait ImageOps: Memory {
     /// Planar `[batch, 3, pixels]` to packed RGBA8 (waits for pending work).
     fn to_rgba8(&mut self, x: &Self::Buf, batch: usize, pixels: usize) -> BResult<Vec<u32>>;
+}
 
-    /// What recording work has cost the host so far, where the backend records work for a
-    /// device (the GPU backend): the benchmarks' host-overhead figures.
-    fn recording(&self) -> Option<Recording> {
-        None
-    }
-
-    // ---- derived: the same for both backends ----
-
+/// Every operation the model is written against: one trait per kernel family (each mirrors
+/// `shaders/<family>.wgsl`), and the operations derived from them.
+pub trait Backend:
+    Memory
+    + LinearOps
+    + FmmOps
+    + ModulateOps
+    + CoordsOps
+    + ActOps
+    + ResampleOps
+    + FusedOps
+    + ConvOps
+    + MbstdOps
+    + AugmentOps
+    + ReduceOps
+    + AdamOps
+    + ImageOps
+{
     /// Per-image packs `y[b] = [parts[0][b] | parts[1][b] | ...]` (`parts`: a buffer of
     /// `batch * n` values and its `n`): the fused blocks' weight packs. The default concatenates
     /// pairwise (each step copies the pack so far); backends may do it in one pass.

@@ -13,8 +13,12 @@
 
 use std::cell::{Ref, RefCell, RefMut};
 
-use super::cpu::{alloc_zeros, check};
-use super::{BResult, Backend};
+use super::check;
+use super::cpu::alloc_zeros;
+use super::{
+    ActOps, AdamOps, AugmentOps, BResult, Backend, ConvOps, CoordsOps, FmmOps, FusedOps, ImageOps,
+    LinearOps, MbstdOps, Memory, ModulateOps, ReduceOps, ResampleOps,
+};
 use crate::gpu::GpuError;
 use crate::reference as r;
 use crate::reference::act::ActShape;
@@ -111,7 +115,7 @@ impl RefBackend {
     }
 }
 
-impl Backend for RefBackend {
+impl Memory for RefBackend {
     type Buf = RefBuf;
 
     fn name(&self) -> String {
@@ -146,7 +150,9 @@ impl Backend for RefBackend {
     fn flush(&mut self) -> BResult<()> {
         Ok(())
     }
+}
 
+impl LinearOps for RefBackend {
     fn gemm(
         &mut self,
         g: &Gemm,
@@ -167,7 +173,9 @@ impl Backend for RefBackend {
         r::linear::gemm(g, &ag, &bg, biasg.as_deref().map(|v| v.as_slice()), &mut cg);
         Ok(())
     }
+}
 
+impl FmmOps for RefBackend {
     fn fmm_forward(
         &mut self,
         s: &FmmShape,
@@ -228,7 +236,9 @@ impl Backend for RefBackend {
         store(&mut dsg, &gst, false);
         Ok(())
     }
+}
 
+impl ModulateOps for RefBackend {
     fn style_modulate_forward(
         &mut self,
         m: &ModulateShape,
@@ -268,7 +278,9 @@ impl Backend for RefBackend {
         store(&mut dsg, &gs, false);
         Ok(())
     }
+}
 
+impl CoordsOps for RefBackend {
     fn coords_forward(
         &mut self,
         s: &CoordsShape,
@@ -309,7 +321,9 @@ impl Backend for RefBackend {
         store(&mut wr("coords dfreqs", dfreqs)?, &df, accumulate);
         Ok(())
     }
+}
 
+impl ActOps for RefBackend {
     fn act_forward(
         &mut self,
         s: &ActShape,
@@ -344,7 +358,9 @@ impl Backend for RefBackend {
         store(&mut wr("act_backward dx", dx)?, &g, accumulate);
         Ok(())
     }
+}
 
+impl ResampleOps for RefBackend {
     fn upsample2x_forward(
         &mut self,
         x: &RefBuf,
@@ -439,94 +455,41 @@ impl Backend for RefBackend {
         Ok(())
     }
 
-    fn aug_color(
+    fn concat_channels(
         &mut self,
-        s: &AugShape,
-        x: &RefBuf,
-        prm: &RefBuf,
-        y: &RefBuf,
-        brightness: bool,
-    ) -> BResult<()> {
-        let Some(pv) = check::augment(s, "aug_color", x.len, y.len, || {
-            Ok(rd("aug_color params", prm)?
-                .iter()
-                .map(|&v| v as f32)
-                .collect())
-        })?
-        else {
-            return Ok(());
-        };
-        let out = r::augment::color(s, &rd("aug_color x", x)?, &pv, brightness);
-        store(&mut wr("aug_color y", y)?, &out, false);
-        Ok(())
-    }
-
-    fn aug_blend(
-        &mut self,
-        s: &AugShape,
-        x: &RefBuf,
-        prm: &RefBuf,
-        mu: &RefBuf,
+        s: &ConcatShape,
+        x1: &RefBuf,
+        x2: &RefBuf,
         y: &RefBuf,
     ) -> BResult<()> {
-        let Some(pv) = check::augment(s, "aug_blend", x.len, y.len, || {
-            Ok(rd("aug_blend params", prm)?
-                .iter()
-                .map(|&v| v as f32)
-                .collect())
-        })?
-        else {
+        if !check::concat(s, x1.len, x2.len, y.len)? {
             return Ok(());
-        };
-        check::need("aug_blend mu", mu.len, s.batch)?;
-        let m = rd("aug_blend mu", mu)?.clone();
-        let out = r::augment::blend(s, &rd("aug_blend x", x)?, &pv, &m);
-        store(&mut wr("aug_blend y", y)?, &out, false);
+        }
+        let g_x1 = rd("concat_channels x1", x1)?;
+        let g_x2 = rd("concat_channels x2", x2)?;
+        let out = r::resample::concat_channels(s, &g_x1, &g_x2);
+        store(&mut wr("concat_channels y", y)?, &out, false);
         Ok(())
     }
 
-    fn aug_shift_forward(
+    fn slice_channels(
         &mut self,
-        s: &AugShape,
+        s: &SliceShape,
         x: &RefBuf,
-        prm: &RefBuf,
         y: &RefBuf,
+        accumulate: bool,
     ) -> BResult<()> {
-        let Some(pv) = check::augment(s, "aug_shift_forward", x.len, y.len, || {
-            Ok(rd("aug_shift_forward params", prm)?
-                .iter()
-                .map(|&v| v as f32)
-                .collect())
-        })?
-        else {
+        if !check::slice(s, x.len, y.len)? {
             return Ok(());
-        };
-        let out = r::augment::shift_forward(s, &rd("aug_shift_forward x", x)?, &pv);
-        store(&mut wr("aug_shift_forward y", y)?, &out, false);
+        }
+        let g_x = rd("slice_channels x", x)?;
+        let out = r::resample::slice_channels(s, &g_x);
+        store(&mut wr("slice_channels y", y)?, &out, accumulate);
         Ok(())
     }
+}
 
-    fn aug_shift_backward(
-        &mut self,
-        s: &AugShape,
-        dy: &RefBuf,
-        prm: &RefBuf,
-        dx: &RefBuf,
-    ) -> BResult<()> {
-        let Some(pv) = check::augment(s, "aug_shift_backward", dy.len, dx.len, || {
-            Ok(rd("aug_shift_backward params", prm)?
-                .iter()
-                .map(|&v| v as f32)
-                .collect())
-        })?
-        else {
-            return Ok(());
-        };
-        let out = r::augment::shift_backward(s, &rd("aug_shift_backward dy", dy)?, &pv);
-        store(&mut wr("aug_shift_backward dx", dx)?, &out, false);
-        Ok(())
-    }
-
+impl FusedOps for RefBackend {
     // `has_fused` stays false: renders on the oracle run the unfused layers; the fused block is
     // here for the parity tests of the other backends' fused paths.
     fn fused_level_forward(
@@ -584,40 +547,9 @@ impl Backend for RefBackend {
         }
         Ok(())
     }
+}
 
-    fn concat_channels(
-        &mut self,
-        s: &ConcatShape,
-        x1: &RefBuf,
-        x2: &RefBuf,
-        y: &RefBuf,
-    ) -> BResult<()> {
-        if !check::concat(s, x1.len, x2.len, y.len)? {
-            return Ok(());
-        }
-        let g_x1 = rd("concat_channels x1", x1)?;
-        let g_x2 = rd("concat_channels x2", x2)?;
-        let out = r::resample::concat_channels(s, &g_x1, &g_x2);
-        store(&mut wr("concat_channels y", y)?, &out, false);
-        Ok(())
-    }
-
-    fn slice_channels(
-        &mut self,
-        s: &SliceShape,
-        x: &RefBuf,
-        y: &RefBuf,
-        accumulate: bool,
-    ) -> BResult<()> {
-        if !check::slice(s, x.len, y.len)? {
-            return Ok(());
-        }
-        let g_x = rd("slice_channels x", x)?;
-        let out = r::resample::slice_channels(s, &g_x);
-        store(&mut wr("slice_channels y", y)?, &out, accumulate);
-        Ok(())
-    }
-
+impl ConvOps for RefBackend {
     fn conv2d_forward(
         &mut self,
         s: &ConvShape,
@@ -712,7 +644,9 @@ impl Backend for RefBackend {
         store(&mut wr("blur_down2x_backward dx", dx)?, &g, accumulate);
         Ok(())
     }
+}
 
+impl MbstdOps for RefBackend {
     fn mbstd_forward(
         &mut self,
         s: &MbstdShape,
@@ -811,7 +745,99 @@ impl Backend for RefBackend {
         og[..out.len()].copy_from_slice(&out);
         Ok(())
     }
+}
 
+impl AugmentOps for RefBackend {
+    fn aug_color(
+        &mut self,
+        s: &AugShape,
+        x: &RefBuf,
+        prm: &RefBuf,
+        y: &RefBuf,
+        brightness: bool,
+    ) -> BResult<()> {
+        let Some(pv) = check::augment(s, "aug_color", x.len, y.len, || {
+            Ok(rd("aug_color params", prm)?
+                .iter()
+                .map(|&v| v as f32)
+                .collect())
+        })?
+        else {
+            return Ok(());
+        };
+        let out = r::augment::color(s, &rd("aug_color x", x)?, &pv, brightness);
+        store(&mut wr("aug_color y", y)?, &out, false);
+        Ok(())
+    }
+
+    fn aug_blend(
+        &mut self,
+        s: &AugShape,
+        x: &RefBuf,
+        prm: &RefBuf,
+        mu: &RefBuf,
+        y: &RefBuf,
+    ) -> BResult<()> {
+        let Some(pv) = check::augment(s, "aug_blend", x.len, y.len, || {
+            Ok(rd("aug_blend params", prm)?
+                .iter()
+                .map(|&v| v as f32)
+                .collect())
+        })?
+        else {
+            return Ok(());
+        };
+        check::need("aug_blend mu", mu.len, s.batch)?;
+        let m = rd("aug_blend mu", mu)?.clone();
+        let out = r::augment::blend(s, &rd("aug_blend x", x)?, &pv, &m);
+        store(&mut wr("aug_blend y", y)?, &out, false);
+        Ok(())
+    }
+
+    fn aug_shift_forward(
+        &mut self,
+        s: &AugShape,
+        x: &RefBuf,
+        prm: &RefBuf,
+        y: &RefBuf,
+    ) -> BResult<()> {
+        let Some(pv) = check::augment(s, "aug_shift_forward", x.len, y.len, || {
+            Ok(rd("aug_shift_forward params", prm)?
+                .iter()
+                .map(|&v| v as f32)
+                .collect())
+        })?
+        else {
+            return Ok(());
+        };
+        let out = r::augment::shift_forward(s, &rd("aug_shift_forward x", x)?, &pv);
+        store(&mut wr("aug_shift_forward y", y)?, &out, false);
+        Ok(())
+    }
+
+    fn aug_shift_backward(
+        &mut self,
+        s: &AugShape,
+        dy: &RefBuf,
+        prm: &RefBuf,
+        dx: &RefBuf,
+    ) -> BResult<()> {
+        let Some(pv) = check::augment(s, "aug_shift_backward", dy.len, dx.len, || {
+            Ok(rd("aug_shift_backward params", prm)?
+                .iter()
+                .map(|&v| v as f32)
+                .collect())
+        })?
+        else {
+            return Ok(());
+        };
+        let out = r::augment::shift_backward(s, &rd("aug_shift_backward dy", dy)?, &pv);
+        store(&mut wr("aug_shift_backward dx", dx)?, &out, false);
+        Ok(())
+    }
+}
+
+impl ReduceOps for RefBackend {
     fn sum_axes(
         &mut self,
         x: &RefBuf,
@@ -877,7 +903,9 @@ impl Backend for RefBackend {
         let g_x = rd("count_nonfinite x", x)?;
         Ok(r::reduce::count_nonfinite(&g_x[..n]))
     }
+}
 
+impl AdamOps for RefBackend {
     fn adam_step(
         &mut self,
         cfg: &AdamConfig,
@@ -909,7 +937,9 @@ impl Backend for RefBackend {
         r::adam::ema_update(&pg[..n], &mut wr("ema_update ema", e)?[..n], beta);
         Ok(())
     }
+}
 
+impl ImageOps for RefBackend {
     fn to_rgba8(&mut self, x: &RefBuf, batch: usize, pixels: usize) -> BResult<Vec<u32>> {
         if !check::to_rgba8(x.len, batch, pixels)? {
             return Ok(Vec::new());
@@ -917,3 +947,5 @@ impl Backend for RefBackend {
         Ok(r::image::to_rgba8(&rd("to_rgba8 x", x)?, batch, pixels))
     }
 }
+
+impl Backend for RefBackend {}

@@ -14,7 +14,7 @@
 //! its second 3x3 convolution, which then runs at half resolution; StyleGAN2 blurs at full
 //! resolution and convolves with stride 2. Same receptive field, a quarter of the cost.
 
-use crate::backend::{BResult, Backend};
+use crate::backend::{BResult, Backend, Memory};
 use crate::gpu::GpuError;
 use crate::reference::act::ActShape;
 use crate::reference::conv::ConvShape;
@@ -484,7 +484,7 @@ impl Discriminator {
 }
 
 /// An input gradient and its tangent (each absent where not needed or zero).
-type GradAndTangent<B> = (Option<<B as Backend>::Buf>, Option<<B as Backend>::Buf>);
+type GradAndTangent<B> = (Option<<B as Memory>::Buf>, Option<<B as Memory>::Buf>);
 
 /// Tangents (forward-mode derivatives along the R1 direction) of one layer's input and output.
 struct R1Layer<'a, B: Backend> {

@@ -361,7 +361,7 @@ fn fused_assembly_checks_its_geometry() {
 /// the emoji presets are.
 #[test]
 fn fused_path_respects_the_loop_limit() {
-    use inrgan::backend::Backend;
+    use inrgan::backend::prelude::*;
     let block = |layers: Vec<(usize, bool)>, c_in| FusedShape {
         batch: 1,
         pixels: 300,

@@ -2,8 +2,8 @@
 //! 3x3 convolutions, on one thread and on all of them.
 
 use anyhow::Result;
-use inrgan::backend::Backend;
 use inrgan::backend::cpu::CpuBackend;
+use inrgan::backend::prelude::*;
 use inrgan::reference::conv::ConvShape;
 use inrgan::reference::linear::{Gemm, ModLinearShape};
 use inrgan::rng::Rng;

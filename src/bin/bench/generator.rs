@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use inrgan::backend::Backend;
+use inrgan::backend::prelude::*;
 use inrgan::model::generator::{Generator, TRAINING_WINDOW};
 use inrgan::model::params::ParamSet;
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use inrgan::backend::Backend;
+use inrgan::backend::prelude::*;
 use inrgan::rng::Rng;
 use inrgan::train::{TrainConfig, Trainer};
 

@@ -1,0 +1,465 @@
+//! The CPU backend: every [`Backend`] operation in `f32` on the host, multithreaded with rayon
+//! (one pool per backend, `available_parallelism` threads by default).
+//!
+//! Products go through `matrixmultiply::sgemm` (runtime-detected AVX-512 / AVX2 / FMA kernels):
+//! [`Backend::gemm`] with the [`Gemm`] strides, cut into fixed tiles of C (and, for short and wide
+//! products such as weight gradients over many pixels, fixed bins of K summed in a fixed order);
+//! the convolutions as im2col + sgemm over fixed pixel blocks. Everything else is plain loops over
+//! rows or planes.
+//!
+//! Determinism: every partition of the work depends on the shapes only, never on the number of
+//! threads, and each output value is computed by one task in a fixed order, so results are bitwise
+//! identical whatever the thread count (they differ from the GPU's in the last bits: other
+//! summation orders).
+//!
+//! Buffers are [`CpuBuf`]s, each behind its own lock: an operation read-locks its inputs and
+//! write-locks its outputs, so passing one buffer both as an input and as an output of a call
+//! (other than the documented in-place operands) is an error, not a data race.
+
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+
+use rayon::prelude::*;
+
+use super::check;
+use super::{
+    ActOps, AdamOps, AugmentOps, BResult, Backend, ConvOps, CoordsOps, FmmOps, FusedOps, ImageOps,
+    LinearOps, MbstdOps, Memory, ModulateOps, ReduceOps, ResampleOps,
+};
+use crate::gpu::GpuError;
+use crate::reference as r;
+use crate::reference::act::ActShape;
+use crate::reference::adam::AdamConfig;
+use crate::reference::augment::{AUG_PARAMS, AugParams, AugShape};
+use crate::reference::conv::{BLUR_TAPS, ConvShape, blur_down2x_out};
+use crate::reference::coords::CoordsShape;
+use crate::reference::fmm::{FMM_EPS, FmmShape};
+use crate::reference::fused::{Assembly, FusedInput, FusedShape};
+use crate::reference::linear::{BiasMode, Gemm};
+use crate::reference::mbstd::{MBSTD_EPS, MbstdShape};
+use crate::reference::modulate::ModulateShape;
+use crate::reference::resample::{ConcatShape, SliceShape, Taps};
+
+mod act;
+mod adam;
+mod augment;
+mod conv;
+mod coords;
+mod fmm;
+mod fused;
+mod image;
+/// Work (multiply-adds or values) below which an operation runs on the calling thread.
+mod linear;
+mod mbstd;
+mod modulate;
+mod reduce;
+mod resample;
+
+const PAR_WORK: usize = 1 << 15;
+/// Values per work item of the elementwise operations.
+const CHUNK: usize = 1 << 13;
+/// Rows and columns of C per gemm tile.
+const GEMM_MB: usize = 256;
+const GEMM_NB: usize = 2048;
+/// K per bin when a product with few tiles is split along K.
+const KSPLIT_BIN: usize = 2048;
+/// Products with fewer tiles than this (and K of at least two bins) are split along K.
+const KSPLIT_MAX_TILES: usize = 8;
+/// Most `f32` partial sums one operation allocates for a split reduction.
+const PARTIAL_CAP: usize = 1 << 22;
+/// Values of one im2col block (1 MiB of `f32`).
+const COL_BUDGET: usize = 1 << 18;
+/// Values of one activation buffer of a fused block's tile (512 KiB of `f32`: the tile's
+/// input and activations stay in L2).
+const FUSED_TILE_VALUES: usize = 1 << 17;
+/// Output pixels from which a stride-1 convolution's forward and dX skip im2col
+/// ([`CpuBackend::conv_shifted`]; smaller maps are batched instead).
+const SHIFTED_MIN_PIXELS: usize = 256;
+/// Most images side by side in one block of a convolution over small maps (measured on
+/// emoji32's discriminator at batch 32: 8 beats 2 and the whole batch).
+const CONV_GROUP_MAX: usize = 8;
+/// Output channels per conv forward task when there are few pixel blocks.
+const CONV_CO_BLOCK: usize = 64;
+/// Input channels per conv input-gradient task.
+const CONV_CI_BLOCK: usize = 16;
+/// Output channels per conv weight-gradient task.
+const CONV_W_CO_BLOCK: usize = 64;
+/// Output pixels (over the batch) per bin of the conv weight gradient.
+const CONV_BIN_PIXELS: usize = 4096;
+
+// ---------------------------------------------------------------------------------------------
+// Buffers
+
+/// An `f32` buffer of the CPU backend (behind a lock; its length never changes).
+#[derive(Debug)]
+pub struct CpuBuf {
+    data: RwLock<Vec<f32>>,
+    len: usize,
+}
+
+impl CpuBuf {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+pub(super) fn shape_err(msg: impl Into<String>) -> GpuError {
+    GpuError::Shape(msg.into())
+}
+
+/// A zero-filled vector of `n` values, or an out-of-memory error.
+pub(crate) fn alloc_zeros<T: Clone + Default>(n: usize, label: &str) -> BResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| GpuError::OutOfMemory {
+        context: format!("host buffer {label} of {n} values"),
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// Read access to an input (fails if the same call holds it as an output).
+fn rd<'a>(name: &str, b: &'a CpuBuf) -> BResult<RwLockReadGuard<'a, Vec<f32>>> {
+    match b.data.try_read() {
+        Ok(g) => Ok(g),
+        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+        Err(TryLockError::WouldBlock) => Err(shape_err(format!(
+            "{name}: this buffer is also an output of the same call"
+        ))),
+    }
+}
+
+/// Write access to an output (fails if the same call also passes it as another operand).
+fn wr<'a>(name: &str, b: &'a CpuBuf) -> BResult<RwLockWriteGuard<'a, Vec<f32>>> {
+    match b.data.try_write() {
+        Ok(g) => Ok(g),
+        Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+        Err(TryLockError::WouldBlock) => Err(shape_err(format!(
+            "{name}: this output buffer is also another operand of the same call"
+        ))),
+    }
+}
+
+/// Read access to an optional input.
+fn rd_opt<'a>(name: &str, b: Option<&'a CpuBuf>) -> BResult<Option<RwLockReadGuard<'a, Vec<f32>>>> {
+    b.map(|b| rd(name, b)).transpose()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small numeric helpers
+
+/// Sum in 8 interleaved lanes combined by a fixed tree: deterministic, vectorisable and more
+/// accurate than a running sum.
+fn sum8(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for j in 0..8 {
+            acc[j] += c[j];
+        }
+    }
+    for (j, &x) in it.remainder().iter().enumerate() {
+        acc[j] += x;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// `sum_i a[i] b[i]` in 8 interleaved lanes (see [`sum8`]).
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (mut ia, mut ib) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (ca, cb) in (&mut ia).zip(&mut ib) {
+        for j in 0..8 {
+            acc[j] += ca[j] * cb[j];
+        }
+    }
+    for (j, (&x, &y)) in ia.remainder().iter().zip(ib.remainder()).enumerate() {
+        acc[j] += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// `‖v‖₂` computed as `max |v| * sqrt(sum (v / max)^2)` (the FMM kernel's overflow-safe form).
+fn scaled_norm(v: &[f32]) -> f32 {
+    let mx = v.iter().fold(0f32, |m, &x| m.max(x.abs()));
+    if mx > 0.0 {
+        let inv = 1.0 / mx;
+        let mut acc = [0f32; 8];
+        for (j, &x) in v.iter().enumerate() {
+            let s = x * inv;
+            acc[j % 8] += s * s;
+        }
+        let ss = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        mx * ss.sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// A pointer into an output shared by the tasks of one operation, each task writing only its
+/// own elements.
+#[derive(Clone, Copy)]
+struct Ptr(*mut f32);
+// SAFETY: tasks write disjoint elements (see each use) and the buffer outlives them.
+unsafe impl Send for Ptr {}
+unsafe impl Sync for Ptr {}
+
+impl Ptr {
+    /// The pointer advanced by `off` values.
+    ///
+    /// # Safety
+    /// `off` must stay inside the allocation.
+    unsafe fn at(self, off: usize) -> *mut f32 {
+        unsafe { self.0.add(off) }
+    }
+}
+
+/// A stride as matrixmultiply takes it (0 along an axis of one element, whose stride is unused).
+fn st(stride: usize, dim: usize) -> isize {
+    if dim <= 1 { 0 } else { stride as isize }
+}
+
+/// `C (m x n) = alpha A (m x k) B (k x n) + beta C`, element strides `(rs, cs)` per operand.
+///
+/// # Safety
+/// Every element addressed must lie inside its allocation, C's elements must not alias each
+/// other or A and B, and no other thread may touch C's elements meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (rsa, csa) = (if m <= 1 { 0 } else { rsa }, if k <= 1 { 0 } else { csa });
+    let (rsb, csb) = (if k <= 1 { 0 } else { rsb }, if n <= 1 { 0 } else { csb });
+    let (rsc, csc) = (if m <= 1 { 0 } else { rsc }, if n <= 1 { 0 } else { csc });
+    unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+}
+
+/// Whether `(i, j) -> i * si + j * sj` is one-to-one on `m x n` (a sufficient test).
+fn injective(m: usize, n: usize, si: usize, sj: usize) -> bool {
+    match (m, n) {
+        (1, 1) => true,
+        (1, _) => sj > 0,
+        (_, 1) => si > 0,
+        _ => {
+            (sj > 0 && n.checked_mul(sj).is_some_and(|v| si >= v))
+                || (si > 0 && m.checked_mul(si).is_some_and(|v| sj >= v))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backend
+
+/// The multithreaded `f32` CPU backend (see the module doc).
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    /// Renders run each scale block fused (tiles of pixels through all its layers).
+    fused: bool,
+}
+
+impl CpuBackend {
+    /// A backend with one worker per available hardware thread.
+    pub fn new() -> BResult<Self> {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self::with_threads(n)
+    }
+
+    /// A backend with `threads` workers (at least 1); results do not depend on the count.
+    pub fn with_threads(threads: usize) -> BResult<Self> {
+        let threads = threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("inrgan-cpu-{i}"))
+            .build()
+            .map_err(|e| GpuError::Internal {
+                context: "cpu backend thread pool".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            pool,
+            threads,
+            fused: std::env::var("INRGAN_FUSED").map_or(true, |v| v != "0"),
+        })
+    }
+
+    /// Turns the fused block forward of renders on or off (on unless `INRGAN_FUSED=0`).
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(task)` for every task: on the calling thread when `work` is small or there is one
+    /// task, else in parallel on the pool; `init` makes each worker's scratch state.
+    fn tasks<T, S>(
+        &self,
+        tasks: Vec<T>,
+        work: usize,
+        init: impl Fn() -> S + Sync + Send,
+        f: impl Fn(&mut S, T) + Sync + Send,
+    ) where
+        T: Send,
+    {
+        if work < PAR_WORK || tasks.len() <= 1 || self.threads == 1 {
+            let mut s = init();
+            for t in tasks {
+                f(&mut s, t);
+            }
+        } else {
+            self.pool.install(|| {
+                tasks
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .for_each_init(&init, |s, t| f(s, t))
+            });
+        }
+    }
+
+    /// Runs `f(index, row)` over the rows of `row` values of `out` (`work` in total).
+    fn rows<T: Send>(
+        &self,
+        out: &mut [T],
+        row: usize,
+        work: usize,
+        f: impl Fn(usize, &mut [T]) + Sync + Send,
+    ) {
+        if row == 0 {
+            return;
+        }
+        if work < PAR_WORK || out.len() <= row || self.threads == 1 {
+            out.chunks_mut(row).enumerate().for_each(|(i, r)| f(i, r));
+        } else {
+            self.pool.install(|| {
+                out.par_chunks_mut(row)
+                    .enumerate()
+                    .for_each(|(i, r)| f(i, r))
+            });
+        }
+    }
+
+    /// Runs `f(start, chunk)` over fixed chunks of `out` (an elementwise operation).
+    fn chunks<T: Send>(&self, out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync + Send) {
+        if out.len() < PAR_WORK || self.threads == 1 {
+            f(0, out);
+        } else {
+            self.pool.install(|| {
+                out.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(i, c)| f(i * CHUNK, c))
+            });
+        }
+    }
+
+    // ---- gemm ----
+
+    // ---- conv ----
+
+    // ---- fused ----
+
+    // ---- fmm ----
+}
+
+/// The first `n` values of a worker's scratch vector, grown as needed but not cleared: for
+/// buffers that are entirely overwritten (products with beta 0, gathers, [`im2col_at`]).
+fn scratch(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+impl Memory for CpuBackend {
+    type Buf = CpuBuf;
+
+    fn name(&self) -> String {
+        format!("cpu: {} threads", self.threads)
+    }
+
+    fn zeros(&mut self, n: usize, label: &str) -> BResult<CpuBuf> {
+        Ok(CpuBuf {
+            data: RwLock::new(alloc_zeros(n, label)?),
+            len: n,
+        })
+    }
+
+    fn upload(&mut self, data: &[f32], label: &str) -> BResult<CpuBuf> {
+        let mut v = alloc_zeros::<f32>(0, label)?;
+        v.try_reserve_exact(data.len())
+            .map_err(|_| GpuError::OutOfMemory {
+                context: format!("host buffer {label} of {} values", data.len()),
+            })?;
+        v.extend_from_slice(data);
+        Ok(CpuBuf {
+            data: RwLock::new(v),
+            len: data.len(),
+        })
+    }
+
+    fn write(&mut self, buf: &CpuBuf, data: &[f32]) -> BResult<()> {
+        check::write(buf.len, data.len())?;
+        wr("write", buf)?[..data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn read(&mut self, buf: &CpuBuf) -> BResult<Vec<f32>> {
+        Ok(rd("read", buf)?.clone())
+    }
+
+    fn len(&self, buf: &CpuBuf) -> usize {
+        buf.len
+    }
+
+    fn flush(&mut self) -> BResult<()> {
+        Ok(())
+    }
+}
+
+impl Backend for CpuBackend {
+    fn pack(&mut self, batch: usize, parts: &[(&CpuBuf, usize)], label: &str) -> BResult<CpuBuf> {
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        let mut guards = Vec::with_capacity(parts.len());
+        for &(b, n) in parts {
+            check::need(label, b.len, batch * n)?;
+            guards.push((rd(label, b)?, n));
+        }
+        let y = self.zeros(batch * total, label)?;
+        {
+            let mut yg = wr(label, &y)?;
+            // One pass: each image's row is its parts side by side.
+            self.rows(&mut yg[..batch * total], total, batch * total, |b, row| {
+                let mut at = 0;
+                for (g, n) in &guards {
+                    row[at..at + n].copy_from_slice(&g[b * n..(b + 1) * n]);
+                    at += n;
+                }
+            });
+        }
+        Ok(y)
+    }
+}
