@@ -15,6 +15,13 @@ use inrgan::backend::BackendKind;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Render layer by layer instead of through the fused block forward (slower; for checks).
+    #[arg(long, global = true)]
+    no_fused: bool,
+    /// GPU backend: submit and wait for each operation alone and print the time per kernel at
+    /// the end (slow; shows where a frame's time goes).
+    #[arg(long, global = true)]
+    profile: bool,
 }
 
 #[derive(Subcommand)]
@@ -377,6 +384,11 @@ fn main() -> Result<()> {
     });
     env_logger_init();
     let cli = Cli::parse();
+    inrgan::backend::Switches {
+        fused: !cli.no_fused,
+        profile: cli.profile,
+    }
+    .set();
     match cli.command.unwrap_or(Command::Gui {
         weights: None,
         backend: BackendKind::auto(),

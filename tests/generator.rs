@@ -212,6 +212,13 @@ fn bad_windows_are_errors() {
     assert!(g.window_plan([-1.0, 1.0, -1.0, 1.0], 0, 8).is_err());
     assert!(g.window_plan([f64::NAN, 1.0, -1.0, 1.0], 8, 8).is_err());
     assert!(g.tile_plan(TRAINING_WINDOW, 8, 8, 4..9, 0..8).is_err());
+    // They are the request's errors, said in its terms, not a kernel's.
+    let e = g.window_plan([1.0, -1.0, -1.0, 1.0], 8, 8).unwrap_err();
+    assert!(
+        matches!(e, inrgan::backend::BackendError::Request(_)),
+        "{e:?}"
+    );
+    assert!(e.to_string().starts_with("empty or non-finite window"), "{e}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use super::{
     ActOps, AdamOps, AugmentOps, BResult, Backend, ConvOps, CoordsOps, FmmOps, FusedOps, ImageOps,
     LinearOps, MbstdOps, Memory, ModulateOps, ReduceOps, ResampleOps,
 };
-use crate::gpu::{GpuBuffer, GpuContext, GpuError, Recorder};
+use crate::gpu::{GpuBuffer, GpuContext, GpuError, GpuResult, Recorder};
 use crate::kernels as k;
 use crate::reference::act::ActShape;
 use crate::reference::adam::AdamConfig;
@@ -27,7 +27,7 @@ pub struct GpuBackend<'a> {
     ctx: &'a GpuContext,
     rec: Recorder<'a>,
     fused: bool,
-    /// `INRGAN_PROFILE=1`: every operation is submitted and waited for alone, and its wall time
+    /// `--profile`: every operation is submitted and waited for alone, and its wall time
     /// summed per kernel (printed to stderr when the backend is dropped). A developer's tool:
     /// it serialises everything.
     profile: Option<Profile>,
@@ -49,10 +49,7 @@ impl Drop for GpuBackend<'_> {
         let total: std::time::Duration = p.kernels.values().map(|v| v.1).sum();
         let mut rows: Vec<_> = p.kernels.iter().collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
-        eprintln!(
-            "INRGAN_PROFILE: {:.1} ms in kernels",
-            total.as_secs_f64() * 1e3
-        );
+        eprintln!("profile: {:.1} ms in kernels", total.as_secs_f64() * 1e3);
         for (name, (n, t)) in rows {
             eprintln!(
                 "  {:>10.2} ms {:>5.1}% {:>6} x  {name}",
@@ -66,17 +63,15 @@ impl Drop for GpuBackend<'_> {
 
 impl<'a> GpuBackend<'a> {
     /// Renders (and training's D-phase G forward) go through the fused block kernel (2.8-3.8x
-    /// the unfused kernels' frame on lavapipe, BENCHMARKS.md) unless `INRGAN_FUSED=0` (or
+    /// the unfused kernels' frame on lavapipe, BENCHMARKS.md) unless the program runs with `--no-fused` (or
     /// [`GpuBackend::set_fused`]); the G phase runs the unfused kernels, whose tape the
     /// backward reads.
     pub fn new(ctx: &'a GpuContext) -> Self {
         Self {
             ctx,
             rec: Recorder::new(ctx, "backend"),
-            fused: std::env::var("INRGAN_FUSED").map_or(true, |v| v != "0"),
-            profile: std::env::var("INRGAN_PROFILE")
-                .is_ok_and(|v| v == "1")
-                .then(Profile::default),
+            fused: super::Switches::current().fused,
+            profile: super::Switches::current().profile.then(Profile::default),
             detail: String::new(),
             recorded: Default::default(),
         }
@@ -102,7 +97,7 @@ impl<'a> GpuBackend<'a> {
     }
 
     /// Runs `f` on the recorder, then submits if enough work is pending.
-    fn op(&mut self, f: impl FnOnce(&mut Recorder<'a>) -> BResult<()>) -> BResult<()> {
+    fn op(&mut self, f: impl FnOnce(&mut Recorder<'a>) -> GpuResult<()>) -> BResult<()> {
         if self.profile.is_some() {
             // Earlier work first, so that only this operation is timed.
             self.flush()?;
@@ -147,7 +142,7 @@ impl<'a> Memory for GpuBackend<'a> {
         let b = GpuBuffer::zeros(self.ctx, n, label);
         self.recorded.host += t.elapsed();
         self.recorded.buffers += 1;
-        b
+        Ok(b?)
     }
 
     fn upload(&mut self, data: &[f32], label: &str) -> BResult<Self::Buf> {
@@ -155,18 +150,18 @@ impl<'a> Memory for GpuBackend<'a> {
         let b = GpuBuffer::from_slice(self.ctx, data, label);
         self.recorded.host += t.elapsed();
         self.recorded.buffers += 1;
-        b
+        Ok(b?)
     }
 
     fn write(&mut self, buf: &Self::Buf, data: &[f32]) -> BResult<()> {
         // Queue writes run before the next submit: submit what is pending first to keep order.
         self.flush()?;
-        buf.write(self.ctx, data)
+        Ok(buf.write(self.ctx, data)?)
     }
 
     fn read(&mut self, buf: &Self::Buf) -> BResult<Vec<f32>> {
         self.flush()?;
-        buf.read(self.ctx)
+        Ok(buf.read(self.ctx)?)
     }
 
     fn len(&self, buf: &Self::Buf) -> usize {
@@ -179,7 +174,7 @@ impl<'a> Memory for GpuBackend<'a> {
 
     fn flush(&mut self) -> BResult<()> {
         let rec = std::mem::replace(&mut self.rec, Recorder::new(self.ctx, "backend"));
-        rec.submit()
+        Ok(rec.submit()?)
     }
 }
 
@@ -630,9 +625,9 @@ impl<'a> ReduceOps for GpuBackend<'a> {
         k::reduce::count_nonfinite(&mut self.rec, x, n, &count)?;
         self.flush()?;
         let v = count.read(self.ctx)?;
-        v.first()
+        Ok(v.first()
             .copied()
-            .ok_or_else(|| GpuError::Map("empty count readback".into()))
+            .ok_or_else(|| GpuError::Map("empty count readback".into()))?)
     }
 }
 
@@ -660,7 +655,7 @@ impl<'a> ImageOps for GpuBackend<'a> {
         let out = GpuBuffer::<u32>::zeros(self.ctx, batch * pixels, "rgba8")?;
         k::image::to_rgba8(&mut self.rec, x, &out, batch, pixels)?;
         self.flush()?;
-        out.read(self.ctx)
+        Ok(out.read(self.ctx)?)
     }
 }
 

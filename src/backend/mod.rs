@@ -32,9 +32,26 @@ use crate::reference::mbstd::MbstdShape;
 use crate::reference::modulate::ModulateShape;
 use crate::reference::resample::{ConcatShape, SliceShape, Taps};
 
-/// Errors of either backend: the GPU layer's errors, and the CPU backend's shape errors as
-/// [`GpuError::Shape`].
-pub type BackendError = GpuError;
+/// Errors of the backends and of the model written on them.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// What was asked cannot be done: an empty or non-finite window, a tile outside its image,
+    /// more levels than the model has. The user's input, said in its own terms.
+    #[error("{0}")]
+    Request(String),
+    /// An operation's arguments do not fit its buffers or shapes: a caller's bug, not the input.
+    #[error("bad operation arguments: {0}")]
+    Shape(String),
+    /// A host buffer could not be allocated.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+    /// The CPU backend could not start (its thread pool).
+    #[error("CPU backend: {0}")]
+    Host(String),
+    /// The GPU layer's errors (adapter, device, kernels).
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
 pub type BResult<T> = Result<T, BackendError>;
 
 /// Which backend to run on.
@@ -69,6 +86,48 @@ impl std::str::FromStr for BackendKind {
             "gpu" => Ok(Self::Gpu),
             "auto" => Ok(Self::auto()),
             other => Err(format!("unknown backend {other:?} (cpu, gpu or auto)")),
+        }
+    }
+}
+
+/// The backends' switches, set once by the program from its command line (`--no-fused`,
+/// `--profile`) and read when a backend is made; [`cpu::CpuBackend::set_fused`] and
+/// [`gpu::GpuBackend::set_fused`] change one backend afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Switches {
+    /// Renders go through the fused block forward (on by default).
+    pub fused: bool,
+    /// The GPU backend submits and waits for every operation alone and prints the time per
+    /// kernel when dropped (off by default; it serialises everything).
+    pub profile: bool,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Self {
+            fused: true,
+            profile: false,
+        }
+    }
+}
+
+static NO_FUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static PROFILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Switches {
+    /// The switches that backends made from now on take.
+    pub fn set(self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        NO_FUSED.store(!self.fused, Relaxed);
+        PROFILE.store(self.profile, Relaxed);
+    }
+
+    /// The switches in effect (the defaults unless [`Switches::set`] was called).
+    pub fn current() -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            fused: !NO_FUSED.load(Relaxed),
+            profile: PROFILE.load(Relaxed),
         }
     }
 }
@@ -321,7 +380,7 @@ pub trait FusedOps: Memory {
         out: Option<&Self::Buf>,
     ) -> BResult<()> {
         let _ = (s, input, w, bias, rgbw, rgbb, img, out);
-        Err(crate::gpu::GpuError::Shape(format!(
+        Err(crate::backend::BackendError::Shape(format!(
             "{}: no fused kernel",
             self.name()
         )))

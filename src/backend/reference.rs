@@ -13,13 +13,13 @@
 
 use std::cell::{Ref, RefCell, RefMut};
 
+use super::BackendError;
 use super::check;
 use super::cpu::alloc_zeros;
 use super::{
     ActOps, AdamOps, AugmentOps, BResult, Backend, ConvOps, CoordsOps, FmmOps, FusedOps, ImageOps,
     LinearOps, MbstdOps, Memory, ModulateOps, ReduceOps, ResampleOps,
 };
-use crate::gpu::GpuError;
 use crate::reference as r;
 use crate::reference::act::ActShape;
 use crate::reference::adam::AdamConfig;
@@ -60,7 +60,7 @@ pub struct RefBackend;
 /// Read access to an input (fails if the same call holds it as an output).
 fn rd<'a>(name: &str, b: &'a RefBuf) -> BResult<Ref<'a, Vec<f64>>> {
     b.data.try_borrow().map_err(|_| {
-        GpuError::Shape(format!(
+        BackendError::Shape(format!(
             "{name}: this buffer is also an output of the same call"
         ))
     })
@@ -69,7 +69,7 @@ fn rd<'a>(name: &str, b: &'a RefBuf) -> BResult<Ref<'a, Vec<f64>>> {
 /// Write access to an output (fails if the same call also passes it as another operand).
 fn wr<'a>(name: &str, b: &'a RefBuf) -> BResult<RefMut<'a, Vec<f64>>> {
     b.data.try_borrow_mut().map_err(|_| {
-        GpuError::Shape(format!(
+        BackendError::Shape(format!(
             "{name}: this output buffer is also another operand of the same call"
         ))
     })
@@ -91,10 +91,9 @@ impl RefBackend {
     /// A buffer holding `data` exactly.
     pub fn upload_f64(&mut self, data: &[f64], label: &str) -> BResult<RefBuf> {
         let mut v = alloc_zeros::<f64>(0, label)?;
-        v.try_reserve_exact(data.len())
-            .map_err(|_| GpuError::OutOfMemory {
-                context: format!("host buffer {label} of {} values", data.len()),
-            })?;
+        v.try_reserve_exact(data.len()).map_err(|_| {
+            BackendError::OutOfMemory(format!("host buffer {label} of {} values", data.len()))
+        })?;
         v.extend_from_slice(data);
         Ok(RefBuf {
             data: RefCell::new(v),
@@ -513,7 +512,7 @@ impl FusedOps for RefBackend {
                     .iter()
                     .map(|&v| v as f32)
                     .collect();
-                let geo = a.parse(&g32).map_err(GpuError::Shape)?;
+                let geo = a.parse(&g32).map_err(BackendError::Shape)?;
                 let feat = match feat {
                     Some(f) => rd("fused features", f)?.clone(),
                     None => Vec::new(),

@@ -14,8 +14,8 @@
 //! its second 3x3 convolution, which then runs at half resolution; StyleGAN2 blurs at full
 //! resolution and convolves with stride 2. Same receptive field, a quarter of the cost.
 
+use crate::backend::BackendError;
 use crate::backend::{BResult, Backend, Memory};
-use crate::gpu::GpuError;
 use crate::reference::act::ActShape;
 use crate::reference::conv::ConvShape;
 use crate::reference::linear::{Gemm, LinearShape};
@@ -170,7 +170,7 @@ impl Discriminator {
         let d = &self.cfg.discriminator;
         let group = d.mbstd_group.min(batch).max(1);
         if !batch.is_multiple_of(group) {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Shape(format!(
                 "the minibatch std layer needs a batch divisible by its group {group}, got {batch}"
             )));
         }
@@ -272,7 +272,7 @@ impl Discriminator {
     ) -> BResult<DTape<B>> {
         let r0 = self.cfg.resolution;
         if be.len(x) < batch * 3 * r0 * r0 {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Shape(format!(
                 "discriminator input holds {} values, {batch} images of 3x{r0}x{r0} need {}",
                 be.len(x),
                 batch * 3 * r0 * r0
@@ -714,7 +714,7 @@ impl Discriminator {
             true,
             batch,
         )?;
-        let dhm = dhm.ok_or_else(|| GpuError::Shape("r1: missing epilogue gradient".into()))?;
+        let dhm = dhm.ok_or_else(|| BackendError::Shape("r1: missing epilogue gradient".into()))?;
         // Through the minibatch std: the gradient, and its tangent (the one place x enters).
         let dstat = be.zeros(ms.stat_len(), "r1 dstat")?;
         let mut dh = be.zeros(ms.x_len(), "r1 dh")?;
@@ -763,8 +763,8 @@ impl Discriminator {
                 batch,
             )?;
             let (dt0d, dt0d_t) = (
-                dt0d.ok_or_else(|| GpuError::Shape("r1: missing gradient".into()))?,
-                dt0d_t.ok_or_else(|| GpuError::Shape("r1: missing tangent".into()))?,
+                dt0d.ok_or_else(|| BackendError::Shape("r1: missing gradient".into()))?,
+                dt0d_t.ok_or_else(|| BackendError::Shape("r1: missing tangent".into()))?,
             );
             let dt0 = be.zeros(n_in, "r1 dt0")?;
             be.blur_down2x_backward(&dt0d, &dt0, batch * b.c_in, r, r, false)?;
@@ -786,8 +786,8 @@ impl Discriminator {
                 batch,
             )?;
             let (dx0, dx0_t) = (
-                dx0.ok_or_else(|| GpuError::Shape("r1: missing gradient".into()))?,
-                dx0_t.ok_or_else(|| GpuError::Shape("r1: missing tangent".into()))?,
+                dx0.ok_or_else(|| BackendError::Shape("r1: missing gradient".into()))?,
+                dx0_t.ok_or_else(|| BackendError::Shape("r1: missing tangent".into()))?,
             );
             be.axpby(1.0, &dx0, 1.0, &din, n_in)?;
             be.axpby(1.0, &dx0_t, 1.0, &din_t, n_in)?;

@@ -1,8 +1,8 @@
 //! Named parameter tensors: their specification (name, shape, initialisation), their buffers on
 //! a backend, and conversion to and from host vectors (for checkpoints and weight files).
 
+use crate::backend::BackendError;
 use crate::backend::{BResult, Backend};
-use crate::gpu::GpuError;
 use crate::rng::Rng;
 
 /// How a parameter starts.
@@ -88,7 +88,7 @@ impl<B: Backend> ParamSet<B> {
     /// Buffers holding `host` (one vector per spec, checked against the shapes).
     pub fn from_host(be: &mut B, specs: &[ParamSpec], host: &[Vec<f32>]) -> BResult<Self> {
         if host.len() != specs.len() {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Shape(format!(
                 "{} parameter tensors given, {} expected",
                 host.len(),
                 specs.len()
@@ -97,7 +97,7 @@ impl<B: Backend> ParamSet<B> {
         let mut bufs = Vec::with_capacity(specs.len());
         for (s, v) in specs.iter().zip(host) {
             if v.len() != s.len() {
-                return Err(GpuError::Shape(format!(
+                return Err(BackendError::Shape(format!(
                     "{}: {} values, shape {:?} needs {}",
                     s.name,
                     v.len(),

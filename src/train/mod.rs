@@ -77,7 +77,7 @@ impl Default for TrainConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
-    Backend(#[from] crate::gpu::GpuError),
+    Backend(#[from] crate::backend::BackendError),
     #[error("non-finite values at step {step} in {what}; the step was not applied")]
     NonFinite { step: u64, what: String },
     #[error("bad training input: {0}")]
@@ -208,7 +208,7 @@ impl<B: Backend> Trainer<B> {
         let rng = Rng::new(cfg.seed.wrapping_add(2));
         cfg.augment
             .validate()
-            .map_err(crate::gpu::GpuError::Shape)?;
+            .map_err(crate::backend::BackendError::Shape)?;
         let aug = AugmentState::new(&cfg.augment);
         Ok(Self {
             aug,

@@ -49,7 +49,7 @@ if [ "$PHASE" = measure ]; then
     log "bench: generator frames (fused, then unfused) and training, both backends"
     target/release/bench --suite generator --budget "$BENCH_BUDGET" \
         --json "$WORK/bench-generator.json" > "$WORK/bench-generator.txt" 2>&1
-    INRGAN_FUSED=0 target/release/bench --suite generator --filter emoji --budget "$BENCH_BUDGET" \
+    target/release/bench --no-fused --suite generator --filter emoji --budget "$BENCH_BUDGET" \
         --no-cpu --json "$WORK/bench-generator-unfused.json" > "$WORK/bench-generator-unfused.txt" 2>&1
     target/release/bench --suite train --json "$WORK/bench-train.json" > "$WORK/bench-train.txt" 2>&1
     for f in bench-generator bench-generator-unfused bench-train; do

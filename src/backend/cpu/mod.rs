@@ -20,12 +20,12 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use rayon::prelude::*;
 
+use super::BackendError;
 use super::check;
 use super::{
     ActOps, AdamOps, AugmentOps, BResult, Backend, ConvOps, CoordsOps, FmmOps, FusedOps, ImageOps,
     LinearOps, MbstdOps, Memory, ModulateOps, ReduceOps, ResampleOps,
 };
-use crate::gpu::GpuError;
 use crate::reference as r;
 use crate::reference::act::ActShape;
 use crate::reference::adam::AdamConfig;
@@ -108,16 +108,15 @@ impl CpuBuf {
     }
 }
 
-pub(super) fn shape_err(msg: impl Into<String>) -> GpuError {
-    GpuError::Shape(msg.into())
+pub(super) fn shape_err(msg: impl Into<String>) -> BackendError {
+    BackendError::Shape(msg.into())
 }
 
 /// A zero-filled vector of `n` values, or an out-of-memory error.
 pub(crate) fn alloc_zeros<T: Clone + Default>(n: usize, label: &str) -> BResult<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| GpuError::OutOfMemory {
-        context: format!("host buffer {label} of {n} values"),
-    })?;
+    v.try_reserve_exact(n)
+        .map_err(|_| BackendError::OutOfMemory(format!("host buffer {label} of {n} values")))?;
     v.resize(n, T::default());
     Ok(v)
 }
@@ -294,18 +293,15 @@ impl CpuBackend {
             .num_threads(threads)
             .thread_name(|i| format!("inrgan-cpu-{i}"))
             .build()
-            .map_err(|e| GpuError::Internal {
-                context: "cpu backend thread pool".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| BackendError::Host(format!("thread pool: {e}")))?;
         Ok(Self {
             pool,
             threads,
-            fused: std::env::var("INRGAN_FUSED").map_or(true, |v| v != "0"),
+            fused: super::Switches::current().fused,
         })
     }
 
-    /// Turns the fused block forward of renders on or off (on unless `INRGAN_FUSED=0`).
+    /// Turns the fused block forward of renders on or off (on unless the program runs with `--no-fused`).
     pub fn set_fused(&mut self, on: bool) {
         self.fused = on;
     }
@@ -410,10 +406,9 @@ impl Memory for CpuBackend {
 
     fn upload(&mut self, data: &[f32], label: &str) -> BResult<CpuBuf> {
         let mut v = alloc_zeros::<f32>(0, label)?;
-        v.try_reserve_exact(data.len())
-            .map_err(|_| GpuError::OutOfMemory {
-                context: format!("host buffer {label} of {} values", data.len()),
-            })?;
+        v.try_reserve_exact(data.len()).map_err(|_| {
+            BackendError::OutOfMemory(format!("host buffer {label} of {} values", data.len()))
+        })?;
         v.extend_from_slice(data);
         Ok(CpuBuf {
             data: RwLock::new(v),

@@ -80,6 +80,16 @@ fn parse_args() -> Result<Args> {
             "--reps" => a.reps = it.next().context("--reps needs a value")?.parse()?,
             "--no-cpu" => a.cpu = false,
             "--no-gpu" => a.gpu = false,
+            "--no-fused" => inrgan::backend::Switches {
+                fused: false,
+                ..inrgan::backend::Switches::current()
+            }
+            .set(),
+            "--profile" => inrgan::backend::Switches {
+                profile: true,
+                ..inrgan::backend::Switches::current()
+            }
+            .set(),
             "--suite" => {
                 a.suite = it
                     .next()
@@ -90,7 +100,8 @@ fn parse_args() -> Result<Args> {
             "-h" | "--help" => {
                 println!(
                     "bench [--suite kernels|generator|train|cpu|all] [--filter TEXT] [--reps N] [--no-cpu] \
-                     [--no-gpu] [--budget SECONDS] [--json PATH]\n\
+                     [--no-gpu] [--no-fused] [--profile] [--budget SECONDS] [--json PATH]\n\
+                     --no-fused: renders layer by layer (not through the fused block forward).\n\
                      --no-cpu: GPU rows only (kernels: no CPU reference; generator and train: no CPU backend).\n\
                      --no-gpu: generator and train: CPU backend rows only.\n\
                      kernels: every GPU kernel at realistic shapes beside its CPU reference.\n\

@@ -20,7 +20,7 @@ impl Generator {
             Link::Bilinear { rows, cols } => {
                 be.gather_bilinear_backward(dy, planes, prev.rows, prev.cols, rows, cols, dx, false)
             }
-            Link::Gather { .. } | Link::None => Err(GpuError::Shape(
+            Link::Gather { .. } | Link::None => Err(BackendError::Shape(
                 "the backward pass needs a training plan (nearest 2x upsampling or bilinear links)"
                     .into(),
             )),
@@ -54,7 +54,7 @@ impl Generator {
             let lt = &tape.levels[k];
             let grid = &plan.levels[k];
             if k > 0 && !matches!(grid.link, Link::Upsample2x | Link::Bilinear { .. }) {
-                return Err(GpuError::Shape(
+                return Err(BackendError::Shape(
                     "the backward pass needs a training plan (nearest 2x upsampling or bilinear links)"
                         .into(),
                 ));

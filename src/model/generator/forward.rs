@@ -54,10 +54,10 @@ impl Generator {
         fast: bool,
     ) -> BResult<SynthTape<B>> {
         if ws.is_empty() {
-            return Err(GpuError::Shape("synthesize: no w".into()));
+            return Err(BackendError::Shape("synthesize: no w".into()));
         }
         if plan.levels.is_empty() || plan.levels.len() > self.levels.len() {
-            return Err(GpuError::Shape(
+            return Err(BackendError::Shape(
                 "plan does not match the model's levels".into(),
             ));
         }
@@ -236,7 +236,7 @@ impl Generator {
         let feat = levels[k - 1]
             .acts
             .last()
-            .ok_or_else(|| GpuError::Shape("empty level".into()))?;
+            .ok_or_else(|| BackendError::Shape("empty level".into()))?;
         Ok((c_prev, feat))
     }
 
@@ -258,7 +258,7 @@ impl Generator {
             Link::Bilinear { rows, cols } => {
                 be.gather_bilinear(x, planes, prev.rows, prev.cols, rows, cols, y)
             }
-            Link::None => Err(GpuError::Shape(
+            Link::None => Err(BackendError::Shape(
                 "a level after the first needs a link".into(),
             )),
         }

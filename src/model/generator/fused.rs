@@ -109,7 +109,7 @@ impl Generator {
                     (rows.idx.clone(), cols.idx.clone())
                 }
                 Link::None => {
-                    return Err(GpuError::Shape(
+                    return Err(BackendError::Shape(
                         "a level after the first needs a link".into(),
                     ));
                 }
@@ -137,7 +137,7 @@ impl Generator {
             Some((rt, ct)) => a.geometry_bilinear(&grid.xs, &grid.ys, freqs, rt, ct),
             None => a.geometry(&grid.xs, &grid.ys, freqs, &rows, &cols),
         }
-        .map_err(GpuError::Shape)?;
+        .map_err(BackendError::Shape)?;
         let geom = be.upload(&geom, "fused geometry")?;
         let input = FusedInput::Assembled {
             a: &a,
@@ -186,7 +186,7 @@ impl Generator {
             }
         }
         if ws.is_empty() {
-            return Err(GpuError::Shape("a fused block without layers".into()));
+            return Err(BackendError::Shape("a fused block without layers".into()));
         }
         fn parts<T>(v: &[(T, usize)]) -> Vec<(&T, usize)> {
             v.iter().map(|(b, n)| (b, *n)).collect()

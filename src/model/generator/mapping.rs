@@ -49,7 +49,7 @@ impl Generator {
         batch: usize,
     ) -> BResult<MapTape<B>> {
         if z.len() != batch * self.cfg.z_dim {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Shape(format!(
                 "map: {} latent values for a batch of {batch} with z_dim {}",
                 z.len(),
                 self.cfg.z_dim

@@ -18,8 +18,7 @@
 //! is the training forward exactly; larger outputs are superresolution, windows outside the
 //! square are extrapolation. Every level keeps its trained frequencies.
 
-use crate::backend::{BResult, Backend};
-use crate::gpu::GpuError;
+use crate::backend::{BResult, Backend, BackendError};
 use crate::reference::act::ActShape;
 use crate::reference::coords::{self, CoordsShape};
 use crate::reference::fmm::FmmShape;

@@ -88,7 +88,7 @@ impl Generator {
         n_levels: usize,
     ) -> BResult<Plan> {
         if n_levels == 0 || n_levels > self.levels.len() {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Request(format!(
                 "{n_levels} levels asked of a model with {}",
                 self.levels.len()
             )));
@@ -103,12 +103,12 @@ impl Generator {
             || !y0.is_finite()
             || !y1.is_finite()
         {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Request(format!(
                 "empty or non-finite window {win:?} at {width}x{height}"
             )));
         }
         if cols.is_empty() || rows.is_empty() || cols.end > width || rows.end > height {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Request(format!(
                 "tile {cols:?} x {rows:?} outside {width}x{height}"
             )));
         }

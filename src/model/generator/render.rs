@@ -13,7 +13,7 @@ impl Generator {
         plan: &Plan,
     ) -> BResult<Vec<f32>> {
         if w.len() != batch * self.cfg.w_dim {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Shape(format!(
                 "render: {} w values for a batch of {batch} with w_dim {}",
                 w.len(),
                 self.cfg.w_dim
@@ -34,7 +34,7 @@ impl Generator {
         plan: &Plan,
     ) -> BResult<Vec<f32>> {
         if ws.is_empty() || ws.iter().any(|w| w.len() != self.cfg.w_dim) {
-            return Err(GpuError::Shape(format!(
+            return Err(BackendError::Shape(format!(
                 "render: each level's w must have w_dim {} values",
                 self.cfg.w_dim
             )));
@@ -110,7 +110,7 @@ impl Generator {
         let (nc, nr) = (cols.len(), rows.len());
         let big = |v: usize| {
             v.checked_mul(ss)
-                .ok_or_else(|| GpuError::Shape(format!("{v} pixels x {ss} samples overflow")))
+                .ok_or_else(|| BackendError::Shape(format!("{v} pixels x {ss} samples overflow")))
         };
         let plan = self.partial_tile_plan(
             win,
