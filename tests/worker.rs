@@ -197,3 +197,39 @@ fn pause_and_stop_commands() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A checkpoint that cannot be written (here: its temporary folder's name is taken by a file, as
+/// a full disk makes the write fail) loses nothing: a warning, the run goes on, no partial folder
+/// is left, and the next checkpoint is written. `tools/full-disk-check.sh` does the same on a
+/// real full file system (a small tmpfs).
+#[test]
+fn a_checkpoint_that_cannot_be_written_is_a_warning_and_training_goes_on() {
+    let dir = std::env::temp_dir().join(format!("inrgan-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The first checkpoint (step 5 of 10) writes into this name, which is a file.
+    let blocker = dir.join(format!(".ckpt-00000005.tmp{}", std::process::id()));
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let w = spawn(run_cfg(dir.clone(), 0.04, false), synthetic(None), None);
+    let ev = collect(&w.events);
+    w.handle.join().unwrap();
+    let warned = ev
+        .iter()
+        .any(|e| matches!(e, Event::Warning(m) if m.contains("checkpoint at step 5 not saved")));
+    assert!(warned, "no warning for the failed checkpoint: {ev:?}");
+    assert!(
+        matches!(ev.last(), Some(Event::Finished { step: 10, .. })),
+        "the run did not finish: {:?}",
+        ev.last()
+    );
+    assert!(!dir.join("ckpt-00000005").exists());
+    assert!(dir.join("ckpt-00000010/state.ron").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") && !n.starts_with(".ckpt-00000005"))
+        .collect();
+    assert!(leftovers.is_empty(), "partial folders left: {leftovers:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

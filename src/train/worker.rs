@@ -270,10 +270,14 @@ fn run_loop<B: Backend>(
                     single = true;
                     break;
                 }
-                Command::SaveNow => {
-                    let p = save(&t, be)?;
-                    let _ = tx.send(Event::Checkpoint { path: p });
-                }
+                Command::SaveNow => match save(&t, be) {
+                    Ok(p) => {
+                        let _ = tx.send(Event::Checkpoint { path: p });
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Event::Warning(format!("checkpoint not saved: {e}")));
+                    }
+                },
                 Command::SetLr { g, d } => t.set_lr(g, d),
                 Command::Stop => {
                     let p = save(&t, be)?;
@@ -354,7 +358,14 @@ fn run_loop<B: Backend>(
             let cols = (n as f64).sqrt().ceil() as usize;
             let (w, h, rgba) = crate::png_io::grid(&img, n, r, r, cols);
             let path = run.out.join(format!("samples-{:08}.png", t.step));
-            crate::png_io::write_rgba(&path, w, h, &rgba, &[]).map_err(|e| e.to_string())?;
+            // A sample grid that cannot be written (a full disk) is a warning: training goes on.
+            let written = crate::png_io::write_rgba(&path, w, h, &rgba, &[]);
+            if let Err(e) = &written {
+                let _ = tx.send(Event::Warning(format!(
+                    "sample grid at step {} not written: {e}",
+                    t.step
+                )));
+            }
             let _ = tx.send(Event::Samples {
                 step: t.step,
                 width: w,
@@ -392,7 +403,20 @@ fn run_loop<B: Backend>(
                     value,
                 });
             }
-            let p = save(&t, be)?;
+            // A periodic checkpoint that cannot be written (a full disk, say) loses nothing: its
+            // partial folder is removed, the earlier checkpoints stay as they were, training goes
+            // on in memory and the next checkpoint tries again. Only the final save must succeed.
+            let p = match save(&t, be) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Event::Warning(format!(
+                        "checkpoint at step {} not saved ({e}); training goes on, the earlier \
+                         checkpoints are intact, and the next one tries again",
+                        t.step
+                    )));
+                    continue;
+                }
+            };
             // Keep the best checkpoint by the metric as `best/` (lower is better).
             if let Some(&(_, _, v)) = t.history.last()
                 && t.history.iter().all(|&(_, _, o)| v <= o)
@@ -400,20 +424,38 @@ fn run_loop<B: Backend>(
                 let best = run.out.join("best");
                 let tmp = run.out.join(".best.tmp");
                 let _ = std::fs::remove_dir_all(&tmp);
-                copy_dir(&p, &tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-                let _ = std::fs::remove_dir_all(&best);
-                std::fs::rename(&tmp, &best).map_err(|e| format!("{}: {e}", best.display()))?;
+                match link_dir(&p, &tmp) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_dir_all(&best);
+                        if let Err(e) = std::fs::rename(&tmp, &best) {
+                            let _ = tx.send(Event::Warning(format!("{}: {e}", best.display())));
+                        }
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&tmp);
+                        let _ = tx.send(Event::Warning(format!(
+                            "best checkpoint not updated ({}: {e}); {} holds it",
+                            tmp.display(),
+                            p.display()
+                        )));
+                    }
+                }
             }
             let _ = tx.send(Event::Checkpoint { path: p });
         }
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// `to` holds the files of `from`: hard links where the file system has them (no space, no
+/// time; checkpoint files are never rewritten in place, so the two stay equal), else copies.
+fn link_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
-        std::fs::copy(e.path(), to.join(e.file_name()))?;
+        let dst = to.join(e.file_name());
+        if std::fs::hard_link(e.path(), &dst).is_err() {
+            std::fs::copy(e.path(), &dst)?;
+        }
     }
     Ok(())
 }
