@@ -9,6 +9,7 @@ use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, BackendKind};
 use crate::gpu::GpuContext;
 use crate::latent::LatentSpec;
+use crate::model::Window;
 use crate::model::config::ModelConfig;
 use crate::model::generator::{Generator, MAX_SUPERSAMPLE};
 use crate::model::params::ParamSet;
@@ -118,8 +119,8 @@ pub struct Recipe {
     pub psi: f32,
     pub width: usize,
     pub height: usize,
-    /// x0, y0, x1, y1.
-    pub window: [f64; 4],
+    /// Written as x0, y0, x1, y1.
+    pub window: Window,
     /// The explorer's latent (anchors, interpolation, mixing); when present it replaces `seed`
     /// and `psi`.
     #[serde(default)]
@@ -159,8 +160,7 @@ pub struct RenderArgs {
     pub psi: f32,
     pub width: usize,
     pub height: usize,
-    /// x0, y0, x1, y1.
-    pub window: [f64; 4],
+    pub window: Window,
     pub out: PathBuf,
     pub backend: BackendKind,
     pub tile: usize,
@@ -217,8 +217,7 @@ pub fn render_model(
     a: &RenderArgs,
     mut progress: impl FnMut(f64) -> bool,
 ) -> Result<()> {
-    let [x0, y0, x1, y1] = a.window;
-    let win = [x0, x1, y0, y1];
+    let win = a.window;
     match a.backend {
         BackendKind::Gpu => {
             let ctx = GpuContext::new()?;
@@ -236,7 +235,7 @@ fn render_with<B: Backend>(
     be: &mut B,
     m: &LoadedModel,
     a: &RenderArgs,
-    win: [f64; 4],
+    win: Window,
     progress: &mut impl FnMut(f64) -> bool,
 ) -> Result<()> {
     let g = &m.generator;
@@ -427,7 +426,7 @@ pub fn render_latents<B: Backend>(
 ) -> Result<Vec<f32>> {
     let g = &m.generator;
     let p = ParamSet::from_host(be, g.specs(), &m.values)?;
-    let plan = g.window_plan(crate::model::generator::TRAINING_WINDOW, size, size)?;
+    let plan = g.window_plan(crate::model::generator::Window::TRAINING, size, size)?;
     let mut out = Vec::with_capacity(latents.len() * 3 * size * size);
     for l in latents {
         let ws = l.level_ws(g, be, &p)?;

@@ -70,7 +70,7 @@ enum Command {
         size: String,
         /// Window of the plane x0,y0,x1,y1 (the training square is -1,-1,1,1).
         #[arg(long, default_value = "-1,-1,1,1", allow_hyphen_values = true)]
-        window: String,
+        window: inrgan::model::Window,
         #[arg(long)]
         out: PathBuf,
         /// cpu, gpu, or auto (a real GPU if there is one, else the CPU backend).
@@ -188,7 +188,7 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         size: usize,
         #[arg(long, default_value = "-1,-1,1,1", allow_hyphen_values = true)]
-        window: String,
+        window: inrgan::model::Window,
         #[arg(long, default_value_t = 1.0)]
         psi: f32,
         /// Milliseconds a frame.
@@ -240,18 +240,6 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
         [a] => Ok((n(a)?, n(a)?)),
         [a, b] => Ok((n(a)?, n(b)?)),
         _ => bail!("bad size {s:?}: expected N or WxH"),
-    }
-}
-
-fn parse_window(s: &str) -> Result<[f64; 4]> {
-    let v: Vec<f64> = s
-        .split(',')
-        .map(|t| t.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad window {s:?}: expected x0,y0,x1,y1"))?;
-    match v.as_slice() {
-        &[x0, y0, x1, y1] if x1 > x0 && y1 > y0 => Ok([x0, y0, x1, y1]),
-        _ => bail!("bad window {s:?}: expected x0,y0,x1,y1 with x1 > x0 and y1 > y0"),
     }
 }
 
@@ -465,7 +453,7 @@ fn main() -> Result<()> {
                         psi,
                         width,
                         height,
-                        window: parse_window(&window)?,
+                        window,
                         out: out.clone(),
                         backend,
                         tile,
@@ -589,7 +577,7 @@ fn main() -> Result<()> {
                 psi,
                 width: size,
                 height: size,
-                window: parse_window(&window)?,
+                window,
                 out: dir.join("frame.png"),
                 backend,
                 tile: 256,

@@ -12,7 +12,7 @@ use inrgan::backend::cpu::CpuBackend;
 use inrgan::backend::prelude::*;
 use inrgan::metrics::seams::seams_planar;
 use inrgan::model::config::{LinkMode, ModelConfig};
-use inrgan::model::generator::{Generator, Link, TRAINING_WINDOW, box_average};
+use inrgan::model::generator::{Generator, Link, Window, box_average};
 use inrgan::model::params::ParamSet;
 use inrgan::reference::resample as r;
 
@@ -60,7 +60,7 @@ fn bilinear_link_on_the_training_grid_is_a_fixed_2x_linear_upsampling() {
         let n = plan.levels.len();
         assert_eq!(
             plan,
-            g.window_plan(TRAINING_WINDOW, g.cfg.resolution, g.cfg.resolution)
+            g.window_plan(Window::TRAINING, g.cfg.resolution, g.cfg.resolution)
                 .unwrap()
         );
         for (k, lv) in plan.levels.iter().enumerate() {
@@ -147,9 +147,9 @@ fn bilinear_superresolution_contains_the_training_pixels() {
     let w = w_of(&g, &mut be, &p, 2);
     let r = g.cfg.resolution;
     let f = 3;
-    let base = g.render(&mut be, &p, &w, TRAINING_WINDOW, r, r).unwrap();
+    let base = g.render(&mut be, &p, &w, Window::TRAINING, r, r).unwrap();
     let sr = g
-        .render(&mut be, &p, &w, TRAINING_WINDOW, f * r, f * r)
+        .render(&mut be, &p, &w, Window::TRAINING, f * r, f * r)
         .unwrap();
     let (n, nf) = (r * r, f * f * r * r);
     for c in 0..3 {
@@ -182,7 +182,7 @@ fn bilinear_links_have_no_seams_and_nearest_links_do() {
         for seed in [1, 2] {
             let w = w_of(&g, &mut be, &p, seed);
             let img = g
-                .render(&mut be, &p, &w, TRAINING_WINDOW, size, size)
+                .render(&mut be, &p, &w, Window::TRAINING, size, size)
                 .unwrap();
             let s8 = seams_planar(&img, size, size, 8, &[]);
             let s16 = seams_planar(&img, size, size, 16, &[8]);
@@ -213,13 +213,13 @@ fn supersampling_equals_the_box_average_of_the_full_density_render() {
         let w = w_of(&g, &mut be, &p, 9);
         let r = g.cfg.resolution;
         // A window 6 training widths wide at 2r pixels: each pixel spans 3 training pixels.
-        let win = [-5.0, 7.0, -6.5, 5.5];
+        let win = Window::new(-5.0, -6.5, 7.0, 5.5);
         let (width, height) = (2 * r, 2 * r);
         let n = g.supersampling(win, width, height, 8);
         assert_eq!(n, 3, "{preset}");
         assert_eq!(g.supersampling(win, width, height, 2), 2);
-        assert_eq!(g.supersampling(TRAINING_WINDOW, r, r, 8), 1);
-        assert_eq!(g.supersampling(TRAINING_WINDOW, r / 2, r / 2, 8), 2);
+        assert_eq!(g.supersampling(Window::TRAINING, r, r, 8), 1);
+        assert_eq!(g.supersampling(Window::TRAINING, r / 2, r / 2, 8), 2);
         let full = g
             .render(&mut be, &p, &w, win, n * width, n * height)
             .unwrap();

@@ -141,7 +141,7 @@ fn png_recipes_and_images_never_panic() {
         psi: 1.0,
         width: 8,
         height: 8,
-        window: [-1.0, -1.0, 1.0, 1.0],
+        window: [-1.0, -1.0, 1.0, 1.0].into(),
         out: out.clone(),
         backend: inrgan::backend::BackendKind::Cpu,
         tile: 8,

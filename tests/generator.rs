@@ -8,7 +8,7 @@ use common::*;
 use inrgan::backend::gpu::GpuBackend;
 use inrgan::backend::prelude::*;
 use inrgan::model::config::ModelConfig;
-use inrgan::model::generator::{Generator, TRAINING_WINDOW};
+use inrgan::model::generator::{Generator, Window};
 use inrgan::model::params::ParamSet;
 
 fn tiny() -> (Generator, u64) {
@@ -38,7 +38,7 @@ fn window_plan_on_the_training_square_is_the_training_forward() {
     let train = g
         .render_plan(&mut be, &p, &w, batch, &g.training_plan())
         .unwrap();
-    let plan = g.window_plan(TRAINING_WINDOW, r, r).unwrap();
+    let plan = g.window_plan(Window::TRAINING, r, r).unwrap();
     let win = g.render_plan(&mut be, &p, &w, batch, &plan).unwrap();
     assert_eq!(train.len(), batch * 3 * r * r);
     assert!(train.iter().all(|v| v.is_finite()));
@@ -59,9 +59,9 @@ fn superresolution_contains_the_training_pixels_and_averages_close_to_them() {
     let w = ws(&g, &mut be, &p, 1);
     let r = g.cfg.resolution;
     let f = 4;
-    let base = g.render(&mut be, &p, &w, TRAINING_WINDOW, r, r).unwrap();
+    let base = g.render(&mut be, &p, &w, Window::TRAINING, r, r).unwrap();
     let sr = g
-        .render(&mut be, &p, &w, TRAINING_WINDOW, f * r, f * r)
+        .render(&mut be, &p, &w, Window::TRAINING, f * r, f * r)
         .unwrap();
     let (n, nf) = (r * r, f * f * r * r);
     // Exact: the 4x render evaluated at the training pixels' own coordinates (left edges,
@@ -115,7 +115,7 @@ fn tiles_equal_whole<B: Backend>(
     be: &mut B,
     seed: u64,
     latent: u64,
-    win: [f64; 4],
+    win: Window,
     tile: usize,
 ) {
     let p = ParamSet::init(be, g.specs(), seed).unwrap();
@@ -160,11 +160,11 @@ fn tiles_join_without_seams() {
         &mut GpuBackend::new(ctx()),
         seed,
         1,
-        [-1.7, 2.3, -0.9, 1.45],
+        Window::new(-1.7, -0.9, 2.3, 1.45),
         16,
     );
     let g = Generator::new(&ModelConfig::preset("tiny-bilinear").unwrap());
-    let win = [-2.7, 1.3, -0.9, 2.45];
+    let win = Window::new(-2.7, -0.9, 1.3, 2.45);
     tiles_equal_whole(
         &g,
         &mut inrgan::backend::cpu::CpuBackend::new().unwrap(),
@@ -185,13 +185,20 @@ fn extrapolation_is_finite_and_not_a_copy_of_the_centre() {
     let r = 16;
     // 8x the image's extent.
     let far = g
-        .render(&mut be, &p, &w, [-8.0, 8.0, -8.0, 8.0], 4 * r, 4 * r)
+        .render(
+            &mut be,
+            &p,
+            &w,
+            Window::new(-8.0, -8.0, 8.0, 8.0),
+            4 * r,
+            4 * r,
+        )
         .unwrap();
     assert!(far.iter().all(|v| v.is_finite()));
-    let centre = g.render(&mut be, &p, &w, TRAINING_WINDOW, r, r).unwrap();
+    let centre = g.render(&mut be, &p, &w, Window::TRAINING, r, r).unwrap();
     // The log bases alone repeat every 8 units; the random frequencies must break that.
     let shifted = g
-        .render(&mut be, &p, &w, [7.0, 9.0, -1.0, 1.0], r, r)
+        .render(&mut be, &p, &w, Window::new(7.0, -1.0, 9.0, 1.0), r, r)
         .unwrap();
     let diff: f32 = centre
         .iter()
@@ -208,17 +215,31 @@ fn extrapolation_is_finite_and_not_a_copy_of_the_centre() {
 #[test]
 fn bad_windows_are_errors() {
     let (g, _) = tiny();
-    assert!(g.window_plan([1.0, -1.0, -1.0, 1.0], 8, 8).is_err());
-    assert!(g.window_plan([-1.0, 1.0, -1.0, 1.0], 0, 8).is_err());
-    assert!(g.window_plan([f64::NAN, 1.0, -1.0, 1.0], 8, 8).is_err());
-    assert!(g.tile_plan(TRAINING_WINDOW, 8, 8, 4..9, 0..8).is_err());
+    assert!(
+        g.window_plan(Window::new(1.0, -1.0, -1.0, 1.0), 8, 8)
+            .is_err()
+    );
+    assert!(
+        g.window_plan(Window::new(-1.0, -1.0, 1.0, 1.0), 0, 8)
+            .is_err()
+    );
+    assert!(
+        g.window_plan(Window::new(f64::NAN, -1.0, 1.0, 1.0), 8, 8)
+            .is_err()
+    );
+    assert!(g.tile_plan(Window::TRAINING, 8, 8, 4..9, 0..8).is_err());
     // They are the request's errors, said in its terms, not a kernel's.
-    let e = g.window_plan([1.0, -1.0, -1.0, 1.0], 8, 8).unwrap_err();
+    let e = g
+        .window_plan(Window::new(1.0, -1.0, -1.0, 1.0), 8, 8)
+        .unwrap_err();
     assert!(
         matches!(e, inrgan::backend::BackendError::Request(_)),
         "{e:?}"
     );
-    assert!(e.to_string().starts_with("empty or non-finite window"), "{e}");
+    assert!(
+        e.to_string().starts_with("empty or non-finite window"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -249,7 +270,14 @@ fn paper256_renders() {
     let w = ws(&g, &mut be, &p, 1);
     // A small window at the full model's finest density keeps this cheap on lavapipe.
     let img = g
-        .render(&mut be, &p, &w, [-0.125, 0.0, 0.0, 0.125], 16, 16)
+        .render(
+            &mut be,
+            &p,
+            &w,
+            Window::new(-0.125, 0.0, 0.0, 0.125),
+            16,
+            16,
+        )
         .unwrap();
     assert_eq!(img.len(), 3 * 16 * 16);
     assert!(img.iter().all(|v| v.is_finite()));
@@ -270,16 +298,16 @@ fn preview_stops_early_and_matches_the_coarse_levels() {
         .unwrap();
     let lvl0 = be.read(full.level_img(0).unwrap()).unwrap();
     let res0 = g.cfg.levels[0].res;
-    let plan = g.preview_plan(TRAINING_WINDOW, res0, res0, 1).unwrap();
+    let plan = g.preview_plan(Window::TRAINING, res0, res0, 1).unwrap();
     let prev = g.synthesize(&mut be, &p, &wb, 1, &plan).unwrap();
     assert_eq!(be.read(prev.img()).unwrap(), lvl0);
     // At the full output size the preview is a valid, cheaper image.
     let r = g.cfg.resolution;
-    let plan2 = g.preview_plan(TRAINING_WINDOW, r, r, 2).unwrap();
+    let plan2 = g.preview_plan(Window::TRAINING, r, r, 2).unwrap();
     let img = g.render_plan(&mut be, &p, &w, 1, &plan2).unwrap();
     assert_eq!(img.len(), 3 * r * r);
-    assert!(g.preview_plan(TRAINING_WINDOW, r, r, 0).is_err());
-    assert!(g.preview_plan(TRAINING_WINDOW, r, r, 4).is_err());
+    assert!(g.preview_plan(Window::TRAINING, r, r, 0).is_err());
+    assert!(g.preview_plan(Window::TRAINING, r, r, 4).is_err());
 }
 
 /// The design choice behind the presets' random frequencies (ARCHITECTURE.md): with only the
@@ -293,9 +321,9 @@ fn log_bases_alone_tile_the_plane_and_random_frequencies_break_it() {
         let p = ParamSet::init(&mut be, g.specs(), 4).unwrap();
         let w = ws(&g, &mut be, &p, 1);
         let r = cfg.resolution;
-        let centre = g.render(&mut be, &p, &w, TRAINING_WINDOW, r, r).unwrap();
+        let centre = g.render(&mut be, &p, &w, Window::TRAINING, r, r).unwrap();
         let far = g
-            .render(&mut be, &p, &w, [7.0, 9.0, -1.0, 1.0], r, r)
+            .render(&mut be, &p, &w, Window::new(7.0, -1.0, 9.0, 1.0), r, r)
             .unwrap();
         let spread = centre.iter().map(|v| v.abs()).sum::<f32>() / centre.len() as f32;
         let diff = centre
@@ -369,8 +397,9 @@ fn fused_matches_unfused<B: Backend>(be: &mut B, name: &str, seed: u64, tol: f32
     let w = g.map_truncated(be, &p, &z, batch, 1.0).unwrap();
     for plan in [
         g.training_plan(),
-        g.window_plan([-3.0, 2.5, -1.5, 4.0], 21, 19).unwrap(),
-        g.window_plan(TRAINING_WINDOW, 75, 75).unwrap(),
+        g.window_plan(Window::new(-3.0, -1.5, 2.5, 4.0), 21, 19)
+            .unwrap(),
+        g.window_plan(Window::TRAINING, 75, 75).unwrap(),
     ] {
         let fused = g.render_plan(be, &p, &w, batch, &plan).unwrap();
         let wb = be.upload(&w, "w").unwrap();
@@ -436,13 +465,13 @@ fn strips_are_sized_by_the_path_the_backend_takes() {
     let w = ws(&g, &mut be, &p, 1);
     let wb = be.upload(&w, "w").unwrap();
     let (size, rows) = (45, 17);
-    let plan = g.window_plan(TRAINING_WINDOW, size, size).unwrap();
+    let plan = g.window_plan(Window::TRAINING, size, size).unwrap();
     let whole = g.render_plan(&mut be, &p, &w, 1, &plan).unwrap();
     let mut joined = vec![0.0; 3 * size * size];
     for r0 in (0..size).step_by(rows) {
         let r1 = (r0 + rows).min(size);
         let plan = g
-            .partial_tile_plan(TRAINING_WINDOW, size, size, 0..size, r0..r1, levels)
+            .partial_tile_plan(Window::TRAINING, size, size, 0..size, r0..r1, levels)
             .unwrap();
         let tape = g.synthesize_fast(&mut be, &p, &[&wb], 1, &plan).unwrap();
         let strip = be.read(tape.img()).unwrap();

@@ -157,17 +157,9 @@ fn torch_run_folder_renders_as_the_peer() {
         let z = g.latent(r["seed"].as_u64().unwrap());
         let psi = r["psi"].as_f64().unwrap() as f32;
         let w = g.map_truncated(&mut be, &p, &z, 1, psi).unwrap();
-        // The command line's x0,y0,x1,y1 is [x0, x1, y0, y1] inside.
-        let rgb = g
-            .render(
-                &mut be,
-                &p,
-                &w,
-                [win[0], win[2], win[1], win[3]],
-                width,
-                height,
-            )
-            .unwrap();
+        // Written as the command line's x0,y0,x1,y1.
+        let win = inrgan::model::Window::new(win[0], win[1], win[2], win[3]);
+        let rgb = g.render(&mut be, &p, &w, win, width, height).unwrap();
         let want: Vec<f64> = r["rgb"]
             .as_array()
             .unwrap()

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use inrgan::backend::gpu::GpuBackend;
 use inrgan::model::config::ModelConfig;
-use inrgan::model::generator::{Generator, TRAINING_WINDOW};
+use inrgan::model::generator::{Generator, Window};
 use inrgan::model::params::ParamSet;
 use inrgan::model::weights;
 
@@ -43,9 +43,11 @@ fn save_load_gives_bitwise_equal_renders() {
     let w1 = g.map_truncated(&mut be, &p, &z, 1, 0.7).unwrap();
     let w2 = g.map_truncated(&mut be, &p2, &z, 1, 0.7).unwrap();
     assert_eq!(w1, w2);
-    let a = g.render(&mut be, &p, &w1, TRAINING_WINDOW, 16, 16).unwrap();
+    let a = g
+        .render(&mut be, &p, &w1, Window::TRAINING, 16, 16)
+        .unwrap();
     let b = g
-        .render(&mut be, &p2, &w2, TRAINING_WINDOW, 16, 16)
+        .render(&mut be, &p2, &w2, Window::TRAINING, 16, 16)
         .unwrap();
     assert_eq!(a, b);
     std::fs::remove_dir_all(dir).ok();
@@ -117,7 +119,7 @@ fn render_command_writes_a_png_with_its_recipe() {
         psi: 0.8,
         width: 40,
         height: 24,
-        window: [-2.0, -1.0, 2.0, 1.5],
+        window: [-2.0, -1.0, 2.0, 1.5].into(),
         out: out.clone(),
         backend: inrgan::backend::BackendKind::Gpu,
         tile: 16,
@@ -139,7 +141,7 @@ fn render_command_writes_a_png_with_its_recipe() {
     let r = inrgan::commands::read_recipe(&out).unwrap();
     assert_eq!(
         (r.seed, r.width, r.height, r.window),
-        (4, 40, 24, [-2.0, -1.0, 2.0, 1.5])
+        (4, 40, 24, [-2.0, -1.0, 2.0, 1.5].into())
     );
     std::fs::remove_dir_all(dir).ok();
 }
@@ -155,7 +157,7 @@ fn absurd_render_values_are_refused() {
         psi: 1.0,
         width: 16,
         height: 16,
-        window: [-1.0, -1.0, 1.0, 1.0],
+        window: [-1.0, -1.0, 1.0, 1.0].into(),
         out: dir.join("a.png"),
         backend: inrgan::backend::BackendKind::Cpu,
         tile: 16,
@@ -221,7 +223,7 @@ fn walk_writes_frames_and_an_animated_png() {
         psi: 1.0,
         width: 12,
         height: 12,
-        window: [-1.0, -1.0, 1.0, 1.0],
+        window: [-1.0, -1.0, 1.0, 1.0].into(),
         out: dir.join("frame.png"),
         backend: inrgan::backend::BackendKind::Cpu,
         tile: 16,

@@ -49,7 +49,7 @@ pub struct ExportInput<'a> {
     pub model: &'a Arc<LoadedModel>,
     pub spec: &'a LatentSpec,
     /// x0, y0, x1, y1 of the current view.
-    pub window: [f64; 4],
+    pub window: crate::model::Window,
     pub levels: usize,
     pub backend: BackendKind,
 }
@@ -309,7 +309,7 @@ impl ExportPanel {
         });
         ui.label(format!(
             "The current view ({:.3}, {:.3}) .. ({:.3}, {:.3}), rendered in 256-pixel tiles.",
-            input.window[0], input.window[1], input.window[2], input.window[3]
+            input.window.x0, input.window.y0, input.window.x1, input.window.y1
         ));
         if ui
             .add_enabled(!busy, egui::Button::new("Export PNG"))

@@ -471,7 +471,7 @@ impl ExplorerApp {
                 let input = ExportInput {
                     model: &self.model,
                     spec: &self.latent.spec,
-                    window: self.viewport.view.corners(),
+                    window: self.viewport.view.window(),
                     levels: self.latent.levels,
                     backend: self.backend,
                 };
@@ -533,7 +533,7 @@ impl eframe::App for ExplorerApp {
                     format!("Render error: {e}"),
                 );
             }
-            let [x0, y0, x1, y1] = self.viewport.view.corners();
+            let crate::model::Window { x0, y0, x1, y1 } = self.viewport.view.window();
             ui.label(format!(
                 "window x {x0:.3} .. {x1:.3}, y {y0:.3} .. {y1:.3} · zoom {:.3}x · {}",
                 self.viewport.view.zoom(),

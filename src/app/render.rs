@@ -22,8 +22,8 @@ pub struct RenderRequest {
     pub id: u64,
     pub model_version: u64,
     pub spec: LatentSpec,
-    /// x0, x1, y0, y1 of the plane.
-    pub window: [f64; 4],
+    /// The rectangle of the plane to render.
+    pub window: crate::model::Window,
     pub width: usize,
     pub height: usize,
     /// Scale levels evaluated (the early exit).

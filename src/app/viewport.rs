@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::render::{FrameData, Outcome, RenderRequest, RenderService, Rendered};
 use crate::latent::LatentSpec;
+use crate::model::Window;
 
 /// A square window of the plane: centre and half-width (f64, so deep zooms and far
 /// extrapolation keep their precision). y points up.
@@ -32,19 +33,14 @@ impl Default for View {
 pub const HALF_RANGE: (f64, f64) = (1e-4, 1e3);
 
 impl View {
-    /// x0, y0, x1, y1 (the order of `inrgan render --window`).
-    pub fn corners(&self) -> [f64; 4] {
-        [
+    /// The rectangle of the plane in view.
+    pub fn window(&self) -> Window {
+        Window::new(
             self.cx - self.half,
             self.cy - self.half,
             self.cx + self.half,
             self.cy + self.half,
-        ]
-    }
-    /// x0, x1, y0, y1 (the order of the generator's plans).
-    pub fn plan_window(&self) -> [f64; 4] {
-        let [x0, y0, x1, y1] = self.corners();
-        [x0, x1, y0, y1]
+        )
     }
     /// Moves the window by a fraction of its width (screen right = +x, screen down = -y) so the
     /// picture follows the pointer.
@@ -55,7 +51,7 @@ impl View {
     /// Zooms by `factor` (> 1 magnifies) keeping the point under unit screen position (u, v)
     /// fixed.
     pub fn zoom_about(&mut self, u: f64, v: f64, factor: f64) {
-        let [x0, _, _, y1] = self.corners();
+        let Window { x0, y1, .. } = self.window();
         let (px, py) = (x0 + u * 2.0 * self.half, y1 - v * 2.0 * self.half);
         let half = (self.half / factor).clamp(HALF_RANGE.0, HALF_RANGE.1);
         let f = half / self.half;
@@ -65,7 +61,7 @@ impl View {
     }
     /// Unit screen position (0..1, top-left origin) of a plane point.
     pub fn to_unit(&self, x: f64, y: f64) -> (f64, f64) {
-        let [x0, _, _, y1] = self.corners();
+        let Window { x0, y1, .. } = self.window();
         ((x - x0) / (2.0 * self.half), (y1 - y) / (2.0 * self.half))
     }
     /// Magnification relative to the training square filling the view (1 = the square fits).
@@ -346,7 +342,7 @@ impl Viewport {
             id,
             model_version: i.model_version,
             spec: i.spec.clone(),
-            window: i.view.plan_window(),
+            window: i.view.window(),
             width: side,
             height: side,
             levels: i.levels,

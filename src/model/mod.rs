@@ -7,3 +7,6 @@ pub mod discriminator;
 pub mod generator;
 pub mod params;
 pub mod weights;
+pub mod window;
+
+pub use window::Window;

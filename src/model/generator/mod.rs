@@ -30,6 +30,7 @@ use crate::rng::Rng;
 
 use super::config::{LevelConfig, LinkMode, ModelConfig};
 use super::params::{Init, ParamSet, ParamSpec};
+pub use super::window::Window;
 
 mod backward;
 mod forward;
@@ -38,7 +39,7 @@ mod mapping;
 mod plan;
 mod render;
 
-pub use plan::{LevelGrid, Link, Plan, TRAINING_WINDOW};
+pub use plan::{LevelGrid, Link, Plan};
 pub use render::{MAX_SUPERSAMPLE, VIEWPORT_SUPERSAMPLE, box_average};
 
 /// Leaky ReLU slope and gain of every hidden layer.

@@ -9,7 +9,7 @@ impl Generator {
     pub fn training_plan(&self) -> Plan {
         if self.cfg.link == LinkMode::Bilinear {
             let r = self.cfg.resolution;
-            if let Ok(plan) = self.window_plan([-1.0, 1.0, -1.0, 1.0], r, r) {
+            if let Ok(plan) = self.window_plan(Window::TRAINING, r, r) {
                 return plan;
             }
         }
@@ -32,7 +32,7 @@ impl Generator {
 
     /// The plan for a window `[x0, x1) x [y0, y1)` of the plane rendered at `width x height`
     /// pixels: the finest level at the pixels, each coarser level on the cells it must supply.
-    pub fn window_plan(&self, win: [f64; 4], width: usize, height: usize) -> BResult<Plan> {
+    pub fn window_plan(&self, win: Window, width: usize, height: usize) -> BResult<Plan> {
         self.tile_plan(win, width, height, 0..width, 0..height)
     }
 
@@ -40,7 +40,7 @@ impl Generator {
     /// of one image agree exactly with the whole image, so they join without seams.
     pub fn tile_plan(
         &self,
-        win: [f64; 4],
+        win: Window,
         width: usize,
         height: usize,
         cols: std::ops::Range<usize>,
@@ -55,7 +55,7 @@ impl Generator {
     /// fraction of the cost.
     pub fn preview_plan(
         &self,
-        win: [f64; 4],
+        win: Window,
         width: usize,
         height: usize,
         levels: usize,
@@ -68,7 +68,7 @@ impl Generator {
     #[allow(clippy::too_many_arguments)]
     pub fn partial_tile_plan(
         &self,
-        win: [f64; 4],
+        win: Window,
         width: usize,
         height: usize,
         cols: std::ops::Range<usize>,
@@ -80,7 +80,7 @@ impl Generator {
 
     pub(super) fn partial_plan(
         &self,
-        win: [f64; 4],
+        win: Window,
         width: usize,
         height: usize,
         cols: std::ops::Range<usize>,
@@ -93,7 +93,7 @@ impl Generator {
                 self.levels.len()
             )));
         }
-        let [x0, x1, y0, y1] = win;
+        let Window { x0, x1, y0, y1 } = win;
         if width == 0
             || height == 0
             || x1 <= x0
@@ -104,7 +104,7 @@ impl Generator {
             || !y1.is_finite()
         {
             return Err(BackendError::Request(format!(
-                "empty or non-finite window {win:?} at {width}x{height}"
+                "empty or non-finite window {win} at {width}x{height} (expected x0,y0,x1,y1 with x1 > x0 and y1 > y0)"
             )));
         }
         if cols.is_empty() || rows.is_empty() || cols.end > width || rows.end > height {
@@ -212,14 +212,14 @@ impl Generator {
     /// tile's cells are those of the whole image and tiles join bitwise.
     pub(super) fn bilinear_plan(
         &self,
-        win: [f64; 4],
+        win: Window,
         width: usize,
         height: usize,
         cols: std::ops::Range<usize>,
         rows: std::ops::Range<usize>,
         n: usize,
     ) -> Plan {
-        let [x0, x1, y0, y1] = win;
+        let Window { x0, x1, y0, y1 } = win;
         let mut pos_x = vec![Vec::new(); n];
         let mut pos_y = vec![Vec::new(); n];
         pos_x[n - 1] = cols
@@ -320,6 +320,3 @@ impl Plan {
         self.levels.last().map_or((0, 0), |l| (l.cols, l.rows))
     }
 }
-
-/// The training square [-1, 1)².
-pub const TRAINING_WINDOW: [f64; 4] = [-1.0, 1.0, -1.0, 1.0];

@@ -56,7 +56,7 @@ impl Generator {
         be: &mut B,
         p: &ParamSet<B>,
         w: &[f32],
-        win: [f64; 4],
+        win: Window,
         width: usize,
         height: usize,
         tile: usize,
@@ -78,8 +78,8 @@ impl Generator {
     /// pixel spans more than the finest level's training spacing `2 / R`, the ceiling of the
     /// ratio (so the samples are at least as dense as the training grid), capped at `cap`;
     /// else 1. The ceiling forgives a ratio within 1e-9 of an integer.
-    pub fn supersampling(&self, win: [f64; 4], width: usize, height: usize, cap: usize) -> usize {
-        let [x0, x1, y0, y1] = win;
+    pub fn supersampling(&self, win: Window, width: usize, height: usize, cap: usize) -> usize {
+        let Window { x0, x1, y0, y1 } = win;
         let spacing = ((x1 - x0) / width.max(1) as f64).max((y1 - y0) / height.max(1) as f64);
         let ratio = spacing / (2.0 / self.cfg.resolution as f64);
         if !ratio.is_finite() || ratio <= 1.0 {
@@ -98,7 +98,7 @@ impl Generator {
         be: &mut B,
         p: &ParamSet<B>,
         ws: &[Vec<f32>],
-        win: [f64; 4],
+        win: Window,
         width: usize,
         height: usize,
         cols: std::ops::Range<usize>,
@@ -134,7 +134,7 @@ impl Generator {
         be: &mut B,
         p: &ParamSet<B>,
         w: &[f32],
-        win: [f64; 4],
+        win: Window,
         width: usize,
         height: usize,
     ) -> BResult<Vec<f32>> {
