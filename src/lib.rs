@@ -11,8 +11,8 @@
 pub mod app;
 pub mod assets;
 pub mod backend;
-pub mod commands;
 pub mod data;
+pub mod engine;
 pub mod gpu;
 pub mod kernels;
 pub mod latent;

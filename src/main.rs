@@ -243,7 +243,7 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
     }
 }
 
-fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
+fn train_cli(a: &inrgan::engine::TrainArgs) -> Result<()> {
     use inrgan::train::worker::Event;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
@@ -252,7 +252,7 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     })
     .context("installing the Ctrl-C handler")?;
-    let (data, metric, warning, images) = inrgan::commands::training_data(a)?;
+    let (data, metric, warning, images) = inrgan::engine::training_data(a)?;
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
@@ -266,7 +266,7 @@ fn train_cli(a: &inrgan::commands::TrainArgs) -> Result<()> {
     );
     // Lines above the bar, printed also when stderr is not a terminal (the bar is hidden then).
     let say = |m: String| bar.suspend(|| eprintln!("{m}"));
-    let result = inrgan::commands::train(a, images, data, metric, stop, |ev| match ev {
+    let result = inrgan::engine::train(a, images, data, metric, stop, |ev| match ev {
         Event::Started {
             backend,
             step,
@@ -405,7 +405,7 @@ fn main() -> Result<()> {
         } => {
             if let Some(side) = grid {
                 let (size, _) = parse_size(&size)?;
-                let source = inrgan::commands::render_grid(
+                let source = inrgan::engine::render_grid(
                     weights.as_deref(),
                     &preset,
                     seed,
@@ -423,8 +423,8 @@ fn main() -> Result<()> {
             }
             let args = match recipe {
                 Some(from) => {
-                    let r = inrgan::commands::read_recipe(&from)?;
-                    let m = inrgan::commands::load_model(weights.as_deref(), &preset)?;
+                    let r = inrgan::engine::read_recipe(&from)?;
+                    let m = inrgan::engine::load_model(weights.as_deref(), &preset)?;
                     if m.hash != r.model {
                         bail!(
                             "{} was made with model {}, but {} has hash {}",
@@ -434,7 +434,7 @@ fn main() -> Result<()> {
                             m.hash
                         );
                     }
-                    let mut a = inrgan::commands::RenderArgs::from_recipe(&r, weights, out.clone());
+                    let mut a = inrgan::engine::RenderArgs::from_recipe(&r, weights, out.clone());
                     a.preset = preset;
                     a.backend = backend;
                     a.tile = tile;
@@ -446,7 +446,7 @@ fn main() -> Result<()> {
                 }
                 None => {
                     let (width, height) = parse_size(&size)?;
-                    inrgan::commands::RenderArgs {
+                    inrgan::engine::RenderArgs {
                         weights,
                         preset,
                         seed,
@@ -465,7 +465,7 @@ fn main() -> Result<()> {
                 }
             };
             let mut bar = progress_bar("render");
-            let source = inrgan::commands::render(&args, |f| {
+            let source = inrgan::engine::render(&args, |f| {
                 bar(f);
                 true
             })?;
@@ -497,7 +497,7 @@ fn main() -> Result<()> {
             no_mirror,
             augment,
         } => {
-            let args = inrgan::commands::TrainArgs {
+            let args = inrgan::engine::TrainArgs {
                 data,
                 preset,
                 out,
@@ -524,7 +524,7 @@ fn main() -> Result<()> {
             psi,
             backend,
         } => {
-            let r = inrgan::commands::eval(weights.as_deref(), &preset, &data, n, psi, backend)?;
+            let r = inrgan::engine::eval(weights.as_deref(), &preset, &data, n, psi, backend)?;
             println!("{r}");
             Ok(())
         }
@@ -533,7 +533,7 @@ fn main() -> Result<()> {
             resolution,
             n,
         } => {
-            println!("{}", inrgan::commands::eval_halves(&data, resolution, n)?);
+            println!("{}", inrgan::engine::eval_halves(&data, resolution, n)?);
             Ok(())
         }
         Command::Ship {
@@ -542,10 +542,7 @@ fn main() -> Result<()> {
             data,
             f32,
         } => {
-            println!(
-                "{}",
-                inrgan::commands::ship(&checkpoint, &out, &data, !f32)?
-            );
+            println!("{}", inrgan::engine::ship(&checkpoint, &out, &data, !f32)?);
             Ok(())
         }
         Command::Walk {
@@ -564,13 +561,13 @@ fn main() -> Result<()> {
             let &[a, b, c, d] = seeds.as_slice() else {
                 bail!("--seeds takes four seeds (A,B,C,D), got {}", seeds.len());
             };
-            let m = inrgan::commands::load_model(weights.as_deref(), &preset)?;
+            let m = inrgan::engine::load_model(weights.as_deref(), &preset)?;
             let spec = inrgan::latent::LatentSpec {
                 seeds: [a, b, c, d],
                 psi,
                 ..Default::default()
             };
-            let base = inrgan::commands::RenderArgs {
+            let base = inrgan::engine::RenderArgs {
                 weights,
                 preset,
                 seed: a,
@@ -587,32 +584,24 @@ fn main() -> Result<()> {
                 supersample: None,
             };
             let mut bar = progress_bar("walk");
-            let what = inrgan::commands::walk(
-                &m,
-                &base,
-                &spec,
-                frames,
-                &dir,
-                Some(&out),
-                delay_ms,
-                |f| {
+            let what =
+                inrgan::engine::walk(&m, &base, &spec, frames, &dir, Some(&out), delay_ms, |f| {
                     bar(f);
                     true
-                },
-            )?;
+                })?;
             println!("{what}");
             Ok(())
         }
         Command::Seams { files, grids } => {
-            print!("{}", inrgan::commands::seams_report(&files, &grids)?);
+            print!("{}", inrgan::engine::seams_report(&files, &grids)?);
             Ok(())
         }
         Command::Compare { a, b, factor } => {
-            println!("{}", inrgan::commands::compare_report(&a, &b, factor)?);
+            println!("{}", inrgan::engine::compare_report(&a, &b, factor)?);
             Ok(())
         }
         Command::Info { weights, preset } => {
-            print!("{}", inrgan::commands::info(weights.as_deref(), &preset)?);
+            print!("{}", inrgan::engine::info(weights.as_deref(), &preset)?);
             Ok(())
         }
     }

@@ -260,14 +260,14 @@ fn export_writes_a_png_whose_recipe_reproduces_it() {
     let mut first = vec![0; reader.output_buffer_size().unwrap()];
     reader.next_frame(&mut first).unwrap();
     // `inrgan render --recipe` does this.
-    let recipe = inrgan::commands::read_recipe(&out).unwrap();
+    let recipe = inrgan::engine::read_recipe(&out).unwrap();
     assert_eq!((recipe.width, recipe.height), (48, 40));
     assert!(recipe.latent.is_some());
     let again = dir.join("again.png");
-    let mut args = inrgan::commands::RenderArgs::from_recipe(&recipe, None, again.clone());
+    let mut args = inrgan::engine::RenderArgs::from_recipe(&recipe, None, again.clone());
     args.preset = "tiny".into();
     args.backend = BackendKind::Cpu;
-    inrgan::commands::render(&args, |_| true).unwrap();
+    inrgan::engine::render(&args, |_| true).unwrap();
     let dec = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(&again).unwrap(),
     ));
@@ -326,8 +326,8 @@ fn export_writes_a_seed_grid_and_walk_frames() {
         Some(4)
     );
     // Each frame is a different point of the loop through the anchors.
-    let r0 = inrgan::commands::read_recipe(&dir.join("walk/frame-0000.png")).unwrap();
-    let r1 = inrgan::commands::read_recipe(&dir.join("walk/frame-0001.png")).unwrap();
+    let r0 = inrgan::engine::read_recipe(&dir.join("walk/frame-0000.png")).unwrap();
+    let r1 = inrgan::engine::read_recipe(&dir.join("walk/frame-0001.png")).unwrap();
     assert_ne!(r0.latent.unwrap().uv, r1.latent.unwrap().uv);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -134,7 +134,7 @@ fn checkpoint_states_never_panic() {
 fn png_recipes_and_images_never_panic() {
     let dir = tmpdir("png");
     let out = dir.join("r.png");
-    let args = inrgan::commands::RenderArgs {
+    let args = inrgan::engine::RenderArgs {
         weights: None,
         preset: "tiny".into(),
         seed: 1,
@@ -150,12 +150,12 @@ fn png_recipes_and_images_never_panic() {
         raw: None,
         supersample: None,
     };
-    inrgan::commands::render(&args, |_| true).unwrap();
+    inrgan::engine::render(&args, |_| true).unwrap();
     let seed = std::fs::read(&out).unwrap();
     let path = dir.join("m.png");
     fuzz("png", &seed, |b| {
         std::fs::write(&path, b).unwrap();
-        let _ = inrgan::commands::read_recipe(&path);
+        let _ = inrgan::engine::read_recipe(&path);
         let _ = inrgan::data::image_io::decode_image(b, 16);
     });
     std::fs::remove_dir_all(dir).ok();

@@ -74,7 +74,7 @@ fn python_tools_compile() {
 fn torch_run_folder_loads() {
     let dir = fixture();
     let path = dir.join("latest.safetensors");
-    let m = inrgan::commands::load_model(Some(&path), "builtin").expect("latest.safetensors loads");
+    let m = inrgan::engine::load_model(Some(&path), "builtin").expect("latest.safetensors loads");
     let cfg = &m.generator.cfg;
     assert_eq!(cfg.name, "tiny");
     assert_eq!(*cfg, ModelConfig::preset("tiny").unwrap());
@@ -135,7 +135,7 @@ fn torch_run_folder_loads() {
 #[test]
 fn torch_run_folder_renders_as_the_peer() {
     let dir = fixture();
-    let m = inrgan::commands::load_model(Some(&dir.join("latest.safetensors")), "builtin").unwrap();
+    let m = inrgan::engine::load_model(Some(&dir.join("latest.safetensors")), "builtin").unwrap();
     let g = &m.generator;
     let mut be = CpuBackend::new().unwrap();
     let p = ParamSet::from_host(&mut be, g.specs(), &m.values).unwrap();

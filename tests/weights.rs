@@ -112,7 +112,7 @@ fn a_failed_write_keeps_the_old_file() {
 fn render_command_writes_a_png_with_its_recipe() {
     let dir = tmpdir("render");
     let out = dir.join("r.png");
-    let args = inrgan::commands::RenderArgs {
+    let args = inrgan::engine::RenderArgs {
         weights: None,
         preset: "tiny".into(),
         seed: 4,
@@ -129,7 +129,7 @@ fn render_command_writes_a_png_with_its_recipe() {
         supersample: None,
     };
     let mut last = 0.0;
-    inrgan::commands::render(&args, |f| {
+    inrgan::engine::render(&args, |f| {
         last = f;
         true
     })
@@ -138,7 +138,7 @@ fn render_command_writes_a_png_with_its_recipe() {
     let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
     let reader = dec.read_info().unwrap();
     assert_eq!((reader.info().width, reader.info().height), (40, 24));
-    let r = inrgan::commands::read_recipe(&out).unwrap();
+    let r = inrgan::engine::read_recipe(&out).unwrap();
     assert_eq!(
         (r.seed, r.width, r.height, r.window),
         (4, 40, 24, [-2.0, -1.0, 2.0, 1.5].into())
@@ -150,7 +150,7 @@ fn render_command_writes_a_png_with_its_recipe() {
 #[test]
 fn absurd_render_values_are_refused() {
     let dir = tmpdir("absurd");
-    let base = inrgan::commands::RenderArgs {
+    let base = inrgan::engine::RenderArgs {
         weights: None,
         preset: "tiny".into(),
         seed: 1,
@@ -166,34 +166,34 @@ fn absurd_render_values_are_refused() {
         raw: None,
         supersample: None,
     };
-    let err = |a: &inrgan::commands::RenderArgs| {
-        inrgan::commands::render(a, |_| true)
+    let err = |a: &inrgan::engine::RenderArgs| {
+        inrgan::engine::render(a, |_| true)
             .expect_err("refused")
             .to_string()
     };
-    let e = err(&inrgan::commands::RenderArgs {
+    let e = err(&inrgan::engine::RenderArgs {
         width: 5_000_000_000,
         ..base.clone()
     });
     assert!(e.contains("size"), "{e}");
-    let e = err(&inrgan::commands::RenderArgs {
+    let e = err(&inrgan::engine::RenderArgs {
         tile: 4_000_000_000,
         ..base.clone()
     });
     assert!(e.contains("tile"), "{e}");
     for psi in [1e30, f32::NAN] {
-        let e = err(&inrgan::commands::RenderArgs {
+        let e = err(&inrgan::engine::RenderArgs {
             psi,
             ..base.clone()
         });
         assert!(e.contains("ψ"), "{e}");
     }
-    let e = err(&inrgan::commands::RenderArgs {
+    let e = err(&inrgan::engine::RenderArgs {
         supersample: Some(1000),
         ..base.clone()
     });
     assert!(e.contains("supersample"), "{e}");
-    let grid = inrgan::commands::render_grid(
+    let grid = inrgan::engine::render_grid(
         None,
         "tiny",
         0,
@@ -206,7 +206,7 @@ fn absurd_render_values_are_refused() {
     assert!(grid.is_err());
     assert!(!dir.join("a.png").exists() && !dir.join("g.png").exists());
     // In range, it renders.
-    inrgan::commands::render(&base, |_| true).unwrap();
+    inrgan::engine::render(&base, |_| true).unwrap();
     assert!(dir.join("a.png").exists());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -215,8 +215,8 @@ fn absurd_render_values_are_refused() {
 #[test]
 fn walk_writes_frames_and_an_animated_png() {
     let dir = tmpdir("walk");
-    let m = inrgan::commands::load_model(None, "tiny").unwrap();
-    let base = inrgan::commands::RenderArgs {
+    let m = inrgan::engine::load_model(None, "tiny").unwrap();
+    let base = inrgan::engine::RenderArgs {
         weights: None,
         preset: "tiny".into(),
         seed: 0,
@@ -237,7 +237,7 @@ fn walk_writes_frames_and_an_animated_png() {
         ..Default::default()
     };
     let apng = dir.join("walk.png");
-    inrgan::commands::walk(
+    inrgan::engine::walk(
         &m,
         &base,
         &spec,
@@ -269,6 +269,6 @@ fn walk_writes_frames_and_an_animated_png() {
     }
     assert_eq!(n, 5);
     assert!(differ, "the walk's frames should differ");
-    assert!(inrgan::commands::walk(&m, &base, &spec, 0, &dir, None, 40, |_| true).is_err());
+    assert!(inrgan::engine::walk(&m, &base, &spec, 0, &dir, None, 40, |_| true).is_err());
     std::fs::remove_dir_all(dir).ok();
 }

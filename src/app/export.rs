@@ -10,7 +10,7 @@ use std::sync::mpsc::Receiver;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
-use crate::commands::{LoadedModel, RenderArgs};
+use crate::engine::{LoadedModel, RenderArgs};
 use crate::latent::LatentSpec;
 
 /// Square sizes offered (any size can be typed).
@@ -158,7 +158,7 @@ impl ExportPanel {
         let model = input.model.clone();
         let what = format!("{} ({}x{})", s.path, args.width, args.height);
         self.spawn(ctx, what, move |report| {
-            crate::commands::render_model(&model, &args, report)
+            crate::engine::render_model(&model, &args, report)
                 .map(|()| {
                     format!(
                         "wrote {} ({}x{})",
@@ -240,7 +240,7 @@ impl ExportPanel {
                 };
                 // The frames, and the walk as one looping animated PNG beside them.
                 let apng = dir.join("walk.png");
-                crate::commands::walk(
+                crate::engine::walk(
                     &model,
                     &base,
                     &spec,
@@ -404,11 +404,11 @@ impl AnyBackend {
     fn render(&mut self, m: &LoadedModel, l: &LatentSpec, size: usize) -> Result<Vec<f32>, String> {
         let r = match self {
             AnyBackend::Cpu(be) => {
-                crate::commands::render_latents(be, m, std::slice::from_ref(l), size)
+                crate::engine::render_latents(be, m, std::slice::from_ref(l), size)
             }
             AnyBackend::Gpu(ctx) => {
                 let mut be = crate::backend::gpu::GpuBackend::new(ctx);
-                crate::commands::render_latents(&mut be, m, std::slice::from_ref(l), size)
+                crate::engine::render_latents(&mut be, m, std::slice::from_ref(l), size)
             }
         };
         r.map_err(|e| format!("{e:#}"))

@@ -27,7 +27,7 @@ use eframe::egui_wgpu;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
-use crate::commands::{BUILTIN, LoadedModel};
+use crate::engine::{BUILTIN, LoadedModel};
 use crate::gpu::{AdapterSummary, GpuContext, GpuError, GpuOptions};
 use crate::model::generator::Generator;
 use export::{ExportInput, ExportPanel, ExportSettings};
@@ -161,14 +161,14 @@ impl ExplorerApp {
         let explicit = opts.weights.clone();
         let remembered = saved.model_path.as_ref().map(PathBuf::from);
         let (model, model_path) = match explicit.or(remembered) {
-            Some(p) => match crate::commands::load_model(Some(&p), &opts.preset) {
+            Some(p) => match crate::engine::load_model(Some(&p), &opts.preset) {
                 Ok(m) => (m, Some(p.display().to_string())),
                 Err(e) => {
                     errors.push(format!("{e:#}; opened the built-in model instead"));
-                    (crate::commands::load_model(None, &opts.preset)?, None)
+                    (crate::engine::load_model(None, &opts.preset)?, None)
                 }
             },
-            None => (crate::commands::load_model(None, &opts.preset)?, None),
+            None => (crate::engine::load_model(None, &opts.preset)?, None),
         };
         let model = Arc::new(model);
         let rs = cc.wgpu_render_state.as_ref();
@@ -265,7 +265,7 @@ impl ExplorerApp {
 
     /// Opens a weights file; on failure the current model stays and the error is shown.
     pub fn open_weights(&mut self, path: &Path) {
-        match crate::commands::load_model(Some(path), BUILTIN) {
+        match crate::engine::load_model(Some(path), BUILTIN) {
             Ok(m) => {
                 let p = path.display().to_string();
                 self.model_panel.remember(&p);
@@ -282,7 +282,7 @@ impl ExplorerApp {
     fn model_action(&mut self, a: ModelAction) {
         match a {
             ModelAction::Open(p) => self.open_weights(&p),
-            ModelAction::Builtin => match crate::commands::load_model(None, BUILTIN) {
+            ModelAction::Builtin => match crate::engine::load_model(None, BUILTIN) {
                 Ok(m) => self.set_model(m, None),
                 Err(e) => self.errors.push(format!("{e:#}")),
             },

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 
-use crate::commands::LoadedModel;
+use crate::engine::LoadedModel;
 
 /// Files kept in the recent list.
 const RECENT: usize = 8;

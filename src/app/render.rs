@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, BackendKind, Memory};
-use crate::commands::LoadedModel;
+use crate::engine::LoadedModel;
 use crate::gpu::{GpuContext, Recorder};
 use crate::latent::LatentSpec;
 use crate::model::generator::{VIEWPORT_SUPERSAMPLE, box_average};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::train::augment::AugmentMode;
 
 use crate::backend::BackendKind;
-use crate::commands::TrainArgs;
+use crate::engine::TrainArgs;
 use crate::train::worker::{BatchSource, Command, Event, Metric, RunConfig, Worker};
 
 /// A run's data set and settings, prepared off the UI thread (the data set, and an SWD reference
@@ -204,8 +204,8 @@ impl TrainingPanel {
             .name("training data".into())
             .spawn(move || {
                 let prepared = (|| {
-                    let (source, metric, warning, n) = crate::commands::training_data(&args)?;
-                    let mut run = crate::commands::run_config(&args, n)?;
+                    let (source, metric, warning, n) = crate::engine::training_data(&args)?;
+                    let mut run = crate::engine::run_config(&args, n)?;
                     run.metric_samples = 128;
                     anyhow::Ok((run, source, metric, warning))
                 })()

@@ -155,7 +155,7 @@ def save_weights(path, cfg: dict, tensors: dict, facts: list | None = None, half
 
 
 def ship_facts(images: int, steps: int, data: str, last_metric=None) -> list:
-    """``commands::ship``'s facts: images trained, steps, data, and the last metric (``{:.2}``)."""
+    """``engine::ship``'s facts: images trained, steps, data, and the last metric (``{:.2}``)."""
     facts = [("images trained", str(images)), ("steps", str(steps)), ("data", data)]
     if last_metric is not None:
         name, v = last_metric

@@ -1,4 +1,7 @@
-//! The headless commands (`inrgan render`, `inrgan info`), shared by the CLI and tests.
+//! The engine: what the CLI's commands and the window both call. Loading a model (a file, the
+//! built-in one or a preset), rendering at any size in tiles with its recipe, training with
+//! resume, evaluation, shipping, and the seam and comparison reports; with their input checks, so
+//! a bad value is an error that says what was wrong, wherever it came from.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
