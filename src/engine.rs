@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, BackendKind};
-use crate::gpu::GpuContext;
 use crate::latent::LatentSpec;
 use crate::model::Window;
 use crate::model::config::ModelConfig;
@@ -220,18 +218,13 @@ pub fn render_model(
     a: &RenderArgs,
     mut progress: impl FnMut(f64) -> bool,
 ) -> Result<()> {
-    let win = a.window;
-    match a.backend {
-        BackendKind::Gpu => {
-            let ctx = GpuContext::new()?;
-            let mut be = GpuBackend::new(&ctx);
-            render_with(&mut be, m, a, win, &mut progress)
-        }
-        BackendKind::Cpu => {
-            let mut be = crate::backend::cpu::CpuBackend::new()?;
-            render_with(&mut be, m, a, win, &mut progress)
-        }
-    }
+    crate::with_backend!(a.backend, |be| render_with(
+        be,
+        m,
+        a,
+        a.window,
+        &mut progress
+    ))
 }
 
 fn render_with<B: Backend>(
@@ -389,18 +382,7 @@ pub fn render_grid(
     let latents: Vec<LatentSpec> = (0..(side * side) as u64)
         .map(|i| LatentSpec::seed(first + i, psi))
         .collect();
-    let planar = match backend {
-        BackendKind::Gpu => {
-            let ctx = GpuContext::new()?;
-            render_latents(&mut GpuBackend::new(&ctx), &m, &latents, size)?
-        }
-        BackendKind::Cpu => render_latents(
-            &mut crate::backend::cpu::CpuBackend::new()?,
-            &m,
-            &latents,
-            size,
-        )?,
-    };
+    let planar = crate::with_backend!(backend, |be| render_latents(be, &m, &latents, size)?);
     if planar.iter().any(|v| !v.is_finite()) {
         bail!(
             "the grid is not finite: the weights or ψ {psi} give NaN or infinity; nothing was written"
@@ -480,25 +462,50 @@ pub fn info(weights: Option<&Path>, preset: &str) -> Result<String> {
     Ok(s)
 }
 
-/// What `inrgan train` runs.
-#[derive(Clone, Debug)]
+/// What `inrgan train` runs (also its command line).
+#[derive(Clone, Debug, clap::Args)]
 pub struct TrainArgs {
+    /// emoji, emoji:CATEGORY, or a path to a folder or .zip of images.
+    #[arg(long, default_value = "emoji")]
     pub data: String,
+    #[arg(long, default_value = "emoji32")]
     pub preset: String,
+    /// Run folder (checkpoints, metrics.jsonl, sample grids).
+    #[arg(long)]
     pub out: PathBuf,
+    /// Length in thousands of images shown to D.
+    #[arg(long, default_value_t = 100.0)]
     pub kimg: f64,
+    #[arg(long)]
     pub resume: bool,
+    #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    #[arg(long, default_value_t = 0.0025)]
     pub lr_g: f64,
+    #[arg(long, default_value_t = 0.0025)]
     pub lr_d: f64,
+    /// R1 weight gamma.
+    #[arg(long, default_value_t = 1.0)]
     pub gamma: f32,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// cpu, gpu, or auto.
+    #[arg(long, default_value = "auto")]
     pub backend: BackendKind,
+    /// Checkpoint and SWD interval in kimg.
+    #[arg(long, default_value_t = 10.0)]
     pub checkpoint_kimg: f64,
+    /// Sample grid interval in steps.
+    #[arg(long, default_value_t = 200)]
     pub sample_every: u64,
-    pub mirror: bool,
-    /// What D's inputs go through; `None`: on a fresh run the default for the data set's size
-    /// ([`AugmentConfig::default_for`]), on `--resume` what the checkpoint says.
+    /// Turn off x-flip augmentation.
+    #[arg(long)]
+    pub no_mirror: bool,
+    /// Differentiable augmentation of what D sees: none, fixed (DiffAugment: colour,
+    /// translation, cutout on every image) or adaptive (ADA's probability). Default: fixed
+    /// for data sets under 10,000 images, none above; on --resume, the checkpoint's unless
+    /// given.
+    #[arg(long)]
     pub augment: Option<AugmentMode>,
 }
 
@@ -610,7 +617,7 @@ pub fn training_data(
         state.epoch = st.images / n as u64;
         state.position = (st.images % n as u64) as usize;
     }
-    let mut batcher = Batcher::resume(ds.clone(), a.batch, a.mirror, state)?;
+    let mut batcher = Batcher::resume(ds.clone(), a.batch, !a.no_mirror, state)?;
     let source: crate::train::worker::BatchSource = Box::new(move || {
         batcher
             .next_batch()
@@ -700,18 +707,7 @@ pub fn eval(
     }
     let n = n.min(ds.len());
     let seeds: Vec<u64> = (0..n as u64).map(|i| 1_000_000 + i).collect();
-    let fakes = match backend {
-        BackendKind::Gpu => {
-            let ctx = GpuContext::new()?;
-            samples_with(&mut GpuBackend::new(&ctx), &m, &seeds, psi)?
-        }
-        BackendKind::Cpu => samples_with(
-            &mut crate::backend::cpu::CpuBackend::new()?,
-            &m,
-            &seeds,
-            psi,
-        )?,
-    };
+    let fakes = crate::with_backend!(backend, |be| samples_with(be, &m, &seeds, psi)?);
     let reals = crate::metrics::swd::to_u8_range(&real_subset(&ds, n, 99));
     let fakes = crate::metrics::swd::to_u8_range(&fakes);
     let res = crate::metrics::swd::swd(&reals, &fakes, n, r, 7)?;

@@ -86,50 +86,7 @@ enum Command {
     },
     /// Train a model on the built-in emoji set (`emoji`, `emoji:animals`, ...) or a folder or zip
     /// of images. Ctrl-C saves a checkpoint and exits; --resume continues the newest one.
-    Train {
-        /// emoji, emoji:CATEGORY, or a path to a folder or .zip of images.
-        #[arg(long, default_value = "emoji")]
-        data: String,
-        #[arg(long, default_value = "emoji32")]
-        preset: String,
-        /// Run folder (checkpoints, metrics.jsonl, sample grids).
-        #[arg(long)]
-        out: PathBuf,
-        /// Length in thousands of images shown to D.
-        #[arg(long, default_value_t = 100.0)]
-        kimg: f64,
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        #[arg(long, default_value_t = 0.0025)]
-        lr_g: f64,
-        #[arg(long, default_value_t = 0.0025)]
-        lr_d: f64,
-        /// R1 weight gamma.
-        #[arg(long, default_value_t = 1.0)]
-        gamma: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// cpu, gpu, or auto.
-        #[arg(long, default_value = "auto")]
-        backend: BackendKind,
-        /// Checkpoint and SWD interval in kimg.
-        #[arg(long, default_value_t = 10.0)]
-        checkpoint_kimg: f64,
-        /// Sample grid interval in steps.
-        #[arg(long, default_value_t = 200)]
-        sample_every: u64,
-        /// Turn off x-flip augmentation.
-        #[arg(long)]
-        no_mirror: bool,
-        /// Differentiable augmentation of what D sees: none, fixed (DiffAugment: colour,
-        /// translation, cutout on every image) or adaptive (ADA's probability). Default: fixed
-        /// for data sets under 10,000 images, none above; on --resume, the checkpoint's unless
-        /// given.
-        #[arg(long)]
-        augment: Option<inrgan::train::augment::AugmentMode>,
-    },
+    Train(inrgan::engine::TrainArgs),
     /// The sliced Wasserstein distance (ProGAN) between a model's samples and a data set.
     Eval {
         #[arg(long)]
@@ -480,42 +437,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Train {
-            data,
-            preset,
-            out,
-            kimg,
-            resume,
-            batch,
-            lr_g,
-            lr_d,
-            gamma,
-            seed,
-            backend,
-            checkpoint_kimg,
-            sample_every,
-            no_mirror,
-            augment,
-        } => {
-            let args = inrgan::engine::TrainArgs {
-                data,
-                preset,
-                out,
-                kimg,
-                resume,
-                batch,
-                lr_g,
-                lr_d,
-                gamma,
-                seed,
-                backend,
-                checkpoint_kimg,
-                sample_every,
-                mirror: !no_mirror,
-                augment,
-            };
-            train_cli(&args)
-        }
+        Command::Train(args) => train_cli(&args),
         Command::Eval {
             weights,
             preset,

@@ -186,7 +186,7 @@ impl TrainingPanel {
             backend: self.backend,
             checkpoint_kimg: s.checkpoint_kimg,
             sample_every: s.sample_every,
-            mirror: true,
+            no_mirror: false,
             augment: s.augment,
         }
     }

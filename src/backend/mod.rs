@@ -132,6 +132,26 @@ impl Switches {
     }
 }
 
+/// Runs `$body` with `$be` bound to a `&mut` backend of the kind asked for (the GPU backend on a
+/// new [`crate::gpu::GpuContext`], or the CPU backend); their errors go through `?` into the
+/// caller's error type. The one place where a [`BackendKind`] becomes a backend.
+#[macro_export]
+macro_rules! with_backend {
+    ($kind:expr, |$be:ident| $body:expr) => {
+        match $kind {
+            $crate::backend::BackendKind::Gpu => {
+                let ctx = $crate::gpu::GpuContext::new()?;
+                let $be = &mut $crate::backend::gpu::GpuBackend::new(&ctx);
+                $body
+            }
+            $crate::backend::BackendKind::Cpu => {
+                let $be = &mut $crate::backend::cpu::CpuBackend::new()?;
+                $body
+            }
+        }
+    };
+}
+
 /// Host-side cost of recording GPU work (totals since the backend was made).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Recording {
