@@ -31,8 +31,7 @@ impl Generator {
 
     /// [`Generator::synthesize_levels`] for forwards no backward runs through (renders, the
     /// fakes of training's D phase): where the backend has fused blocks, each scale block runs
-    /// in one pass and keeps only its last features, so the tape serves [`SynthTape::img`] but
-    /// not the backward.
+    /// in one pass and keeps only its last features: the result holds the images, not a tape.
     pub fn synthesize_fast<B: Backend>(
         &self,
         be: &mut B,
@@ -40,8 +39,10 @@ impl Generator {
         ws: &[&B::Buf],
         batch: usize,
         plan: &Plan,
-    ) -> BResult<SynthTape<B>> {
-        self.synthesize_inner(be, p, ws, batch, plan, true)
+    ) -> BResult<Synthesis<B>> {
+        Ok(Synthesis(
+            self.synthesize_inner(be, p, ws, batch, plan, true)?,
+        ))
     }
 
     pub(super) fn synthesize_inner<B: Backend>(

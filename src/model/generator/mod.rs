@@ -315,3 +315,20 @@ impl<B: Backend> SynthTape<B> {
         self.levels.get(k).map(|l| &l.img)
     }
 }
+
+/// The images of a forward no backward runs through ([`Generator::synthesize_fast`]): where
+/// fused blocks ran, the layers' activations were never stored, so this is not a tape and
+/// cannot be passed to [`Generator::synthesize_backward`] (a type error, not a panic).
+pub struct Synthesis<B: Backend>(SynthTape<B>);
+
+impl<B: Backend> Synthesis<B> {
+    /// The output image `[batch, 3, rows * cols]`.
+    pub fn img(&self) -> &B::Buf {
+        self.0.img()
+    }
+
+    /// The accumulated RGB after level `k`, on that level's grid.
+    pub fn level_img(&self, k: usize) -> Option<&B::Buf> {
+        self.0.level_img(k)
+    }
+}
