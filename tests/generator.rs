@@ -8,7 +8,7 @@ use common::*;
 use inrgan::backend::gpu::GpuBackend;
 use inrgan::backend::prelude::*;
 use inrgan::model::config::ModelConfig;
-use inrgan::model::generator::{Generator, Window};
+use inrgan::model::generator::{Generator, PlanRequest, Window};
 use inrgan::model::params::ParamSet;
 
 fn tiny() -> (Generator, u64) {
@@ -227,7 +227,10 @@ fn bad_windows_are_errors() {
         g.window_plan(Window::new(f64::NAN, -1.0, 1.0, 1.0), 8, 8)
             .is_err()
     );
-    assert!(g.tile_plan(Window::TRAINING, 8, 8, 4..9, 0..8).is_err());
+    assert!(
+        g.plan(&PlanRequest::new(Window::TRAINING, 8, 8).tile(4..9, 0..8))
+            .is_err()
+    );
     // They are the request's errors, said in its terms, not a kernel's.
     let e = g
         .window_plan(Window::new(1.0, -1.0, -1.0, 1.0), 8, 8)
@@ -298,16 +301,26 @@ fn preview_stops_early_and_matches_the_coarse_levels() {
         .unwrap();
     let lvl0 = be.read(full.level_img(0).unwrap()).unwrap();
     let res0 = g.cfg.levels[0].res;
-    let plan = g.preview_plan(Window::TRAINING, res0, res0, 1).unwrap();
+    let plan = g
+        .plan(&PlanRequest::new(Window::TRAINING, res0, res0).levels(1))
+        .unwrap();
     let prev = g.synthesize(&mut be, &p, &wb, 1, &plan).unwrap();
     assert_eq!(be.read(prev.img()).unwrap(), lvl0);
     // At the full output size the preview is a valid, cheaper image.
     let r = g.cfg.resolution;
-    let plan2 = g.preview_plan(Window::TRAINING, r, r, 2).unwrap();
+    let plan2 = g
+        .plan(&PlanRequest::new(Window::TRAINING, r, r).levels(2))
+        .unwrap();
     let img = g.render_plan(&mut be, &p, &w, 1, &plan2).unwrap();
     assert_eq!(img.len(), 3 * r * r);
-    assert!(g.preview_plan(Window::TRAINING, r, r, 0).is_err());
-    assert!(g.preview_plan(Window::TRAINING, r, r, 4).is_err());
+    assert!(
+        g.plan(&PlanRequest::new(Window::TRAINING, r, r).levels(0))
+            .is_err()
+    );
+    assert!(
+        g.plan(&PlanRequest::new(Window::TRAINING, r, r).levels(4))
+            .is_err()
+    );
 }
 
 /// The design choice behind the presets' random frequencies (ARCHITECTURE.md): with only the
@@ -471,7 +484,11 @@ fn strips_are_sized_by_the_path_the_backend_takes() {
     for r0 in (0..size).step_by(rows) {
         let r1 = (r0 + rows).min(size);
         let plan = g
-            .partial_tile_plan(Window::TRAINING, size, size, 0..size, r0..r1, levels)
+            .plan(
+                &PlanRequest::new(Window::TRAINING, size, size)
+                    .tile(0..size, r0..r1)
+                    .levels(levels),
+            )
             .unwrap();
         let tape = g.synthesize_fast(&mut be, &p, &[&wb], 1, &plan).unwrap();
         let strip = be.read(tape.img()).unwrap();

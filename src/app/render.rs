@@ -12,7 +12,7 @@ use crate::backend::{Backend, BackendKind, Memory};
 use crate::engine::LoadedModel;
 use crate::gpu::{GpuContext, Recorder};
 use crate::latent::LatentSpec;
-use crate::model::generator::{VIEWPORT_SUPERSAMPLE, box_average};
+use crate::model::generator::{PlanRequest, VIEWPORT_SUPERSAMPLE, box_average};
 use crate::model::params::ParamSet;
 use crate::reference::image::quantize;
 
@@ -360,13 +360,10 @@ fn serve<B: Backend>(
             for r0 in (0..h).step_by(step) {
                 let r1 = (r0 + step).min(h);
                 let plan = g
-                    .partial_tile_plan(
-                        r.window,
-                        ss * w,
-                        ss * h,
-                        0..ss * w,
-                        ss * r0..ss * r1,
-                        levels,
+                    .plan(
+                        &PlanRequest::new(r.window, ss * w, ss * h)
+                            .tile(0..ss * w, ss * r0..ss * r1)
+                            .levels(levels),
                     )
                     .map_err(s)?;
                 let tape = g.synthesize_fast(be, p, &refs, 1, &plan).map_err(s)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use inrgan::backend::prelude::*;
-use inrgan::model::generator::{Generator, Window};
+use inrgan::model::generator::{Generator, PlanRequest, Window};
 use inrgan::model::params::ParamSet;
 
 pub struct GenRow {
@@ -94,7 +94,11 @@ fn frame<B: Backend>(
     let mut strips = 0;
     for r0 in (0..size).step_by(rows) {
         let r1 = (r0 + rows).min(size);
-        let plan = g.partial_tile_plan(Window::TRAINING, size, size, 0..size, r0..r1, levels)?;
+        let plan = g.plan(
+            &PlanRequest::new(Window::TRAINING, size, size)
+                .tile(0..size, r0..r1)
+                .levels(levels),
+        )?;
         let tape = g.synthesize_fast(be, p, &[w], 1, &plan)?;
         be.to_rgba8(tape.img(), 1, size * (r1 - r0))?;
         strips += 1;

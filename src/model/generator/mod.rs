@@ -39,7 +39,7 @@ mod mapping;
 mod plan;
 mod render;
 
-pub use plan::{LevelGrid, Link, Plan};
+pub use plan::{LevelGrid, Link, Plan, PlanRequest};
 pub use render::{MAX_SUPERSAMPLE, VIEWPORT_SUPERSAMPLE, box_average};
 
 /// Leaky ReLU slope and gain of every hidden layer.

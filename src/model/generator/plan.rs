@@ -30,63 +30,28 @@ impl Generator {
         Plan { levels }
     }
 
-    /// The plan for a window `[x0, x1) x [y0, y1)` of the plane rendered at `width x height`
-    /// pixels: the finest level at the pixels, each coarser level on the cells it must supply.
+    /// The plan for a window of the plane rendered at `width x height` pixels: the finest level
+    /// at the pixels, each coarser level on the cells it must supply (shorthand for
+    /// [`Generator::plan`] of [`PlanRequest::new`]).
     pub fn window_plan(&self, win: Window, width: usize, height: usize) -> BResult<Plan> {
-        self.tile_plan(win, width, height, 0..width, 0..height)
+        self.plan(&PlanRequest::new(win, width, height))
     }
 
-    /// The plan for the pixels `cols x rows` of the `width x height` rendering of `win`: tiles
-    /// of one image agree exactly with the whole image, so they join without seams.
-    pub fn tile_plan(
-        &self,
-        win: Window,
-        width: usize,
-        height: usize,
-        cols: std::ops::Range<usize>,
-        rows: std::ops::Range<usize>,
-    ) -> BResult<Plan> {
-        self.partial_plan(win, width, height, cols, rows, self.levels.len())
-    }
-
-    /// The accelerated low-resolution inference: a plan that stops after the first `levels`
-    /// levels, the last of them evaluated at the output pixels. Its image is the RGB
-    /// accumulated up to that level (the official skip architecture's early exit), for a
-    /// fraction of the cost.
-    pub fn preview_plan(
-        &self,
-        win: Window,
-        width: usize,
-        height: usize,
-        levels: usize,
-    ) -> BResult<Plan> {
-        self.partial_plan(win, width, height, 0..width, 0..height, levels)
-    }
-
-    /// [`Generator::tile_plan`] stopping after `levels` levels (the early exit of
-    /// [`Generator::preview_plan`], tiled).
-    #[allow(clippy::too_many_arguments)]
-    pub fn partial_tile_plan(
-        &self,
-        win: Window,
-        width: usize,
-        height: usize,
-        cols: std::ops::Range<usize>,
-        rows: std::ops::Range<usize>,
-        levels: usize,
-    ) -> BResult<Plan> {
-        self.partial_plan(win, width, height, cols, rows, levels)
-    }
-
-    pub(super) fn partial_plan(
-        &self,
-        win: Window,
-        width: usize,
-        height: usize,
-        cols: std::ops::Range<usize>,
-        rows: std::ops::Range<usize>,
-        n_levels: usize,
-    ) -> BResult<Plan> {
+    /// The plan for a [`PlanRequest`]: tiles of one image agree exactly with the whole image,
+    /// so they join without seams; a plan that stops after `levels` levels evaluates the last
+    /// of them at the output pixels, and its image is the RGB accumulated up to that level (the
+    /// official skip architecture's early exit: the accelerated low-resolution inference).
+    pub fn plan(&self, req: &PlanRequest) -> BResult<Plan> {
+        let PlanRequest {
+            window: win,
+            width,
+            height,
+            ref cols,
+            ref rows,
+            levels,
+        } = *req;
+        let (cols, rows) = (cols.clone(), rows.clone());
+        let n_levels = levels.unwrap_or(self.levels.len());
         if n_levels == 0 || n_levels > self.levels.len() {
             return Err(BackendError::Request(format!(
                 "{n_levels} levels asked of a model with {}",
@@ -203,7 +168,7 @@ impl Generator {
         Ok(Plan { levels })
     }
 
-    /// [`Generator::partial_plan`] for bilinear links (the window is checked). Samples sit at
+    /// [`Generator::plan`] for bilinear links (the window is checked). Samples sit at
     /// centres: pixel `(c, r)` at `(x0 + (x1 - x0)(c + 1/2) / width, y1 - (y1 - y0)(r + 1/2) /
     /// height)`, cell `j` of level `k` at `-1 + (2 / R_k)(j + 1/2)`. A sample at `p` reads the
     /// previous level at `u = (p + 1) R / 2 - 1/2`: cells `floor(u)` and `floor(u) + 1` with
@@ -318,5 +283,45 @@ impl Plan {
     /// Output size (cols, rows) of the last level.
     pub fn output_size(&self) -> (usize, usize) {
         self.levels.last().map_or((0, 0), |l| (l.cols, l.rows))
+    }
+}
+
+/// What to plan: the `width x height` rendering of `window`, all of it or the tile of pixels
+/// `cols x rows`, through all levels or the first `levels`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanRequest {
+    pub window: Window,
+    pub width: usize,
+    pub height: usize,
+    pub cols: std::ops::Range<usize>,
+    pub rows: std::ops::Range<usize>,
+    /// Levels evaluated; `None`: all.
+    pub levels: Option<usize>,
+}
+
+impl PlanRequest {
+    /// The whole `width x height` image of `window`, all levels.
+    pub fn new(window: Window, width: usize, height: usize) -> Self {
+        Self {
+            window,
+            width,
+            height,
+            cols: 0..width,
+            rows: 0..height,
+            levels: None,
+        }
+    }
+
+    /// Only the pixels `cols x rows` (a tile).
+    pub fn tile(self, cols: std::ops::Range<usize>, rows: std::ops::Range<usize>) -> Self {
+        Self { cols, rows, ..self }
+    }
+
+    /// Stop after the first `n` levels (the early exit).
+    pub fn levels(self, n: usize) -> Self {
+        Self {
+            levels: Some(n),
+            ..self
+        }
     }
 }

@@ -66,7 +66,7 @@ impl Generator {
         for r0 in (0..height).step_by(tile) {
             for c0 in (0..width).step_by(tile) {
                 let (c1, r1) = ((c0 + tile).min(width), (r0 + tile).min(height));
-                let plan = self.tile_plan(win, width, height, c0..c1, r0..r1)?;
+                let plan = self.plan(&PlanRequest::new(win, width, height).tile(c0..c1, r0..r1))?;
                 let rgb = self.render_plan(be, p, w, 1, &plan)?;
                 on_tile(c0, r0, c1 - c0, r1 - r0, &rgb)?;
             }
@@ -112,13 +112,13 @@ impl Generator {
             v.checked_mul(ss)
                 .ok_or_else(|| BackendError::Shape(format!("{v} pixels x {ss} samples overflow")))
         };
-        let plan = self.partial_tile_plan(
-            win,
-            big(width)?,
-            big(height)?,
-            big(cols.start)?..big(cols.end)?,
-            big(rows.start)?..big(rows.end)?,
-            levels,
+        let plan = self.plan(
+            &PlanRequest::new(win, big(width)?, big(height)?)
+                .tile(
+                    big(cols.start)?..big(cols.end)?,
+                    big(rows.start)?..big(rows.end)?,
+                )
+                .levels(levels),
         )?;
         let rgb = self.render_plan_levels(be, p, ws, &plan)?;
         Ok(if ss == 1 {
