@@ -10,7 +10,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{assert_close, ctx, rng, to64};
+use common::{assert_close, ctx_opt, rng, to64};
 use inrgan::backend::BResult;
 use inrgan::backend::cpu::CpuBackend;
 use inrgan::backend::gpu::GpuBackend;
@@ -93,10 +93,8 @@ fn parity(
     let want = fr(&mut RefBackend::new()).expect("reference backend");
     let c1 = fc(&mut cpu(1)).expect("cpu backend, 1 thread");
     let c2 = fc(&mut cpu(2)).expect("cpu backend, 2 threads");
-    let g = fg(&mut GpuBackend::new(ctx())).expect("gpu backend");
     assert_eq!(want.len(), c1.len(), "{name}: output count");
-    assert_eq!(want.len(), g.len(), "{name}: output count");
-    for (((w, a), b), gg) in want.iter().zip(&c1).zip(&c2).zip(&g) {
+    for ((w, a), b) in want.iter().zip(&c1).zip(&c2) {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert!(
             bits(&a.1) == bits(&b.1),
@@ -110,6 +108,13 @@ fn parity(
             atol,
             rtol,
         );
+    }
+    // The GPU half needs an adapter (lavapipe in CI, where its absence fails); the CPU half
+    // above runs everywhere.
+    let Some(ctx) = ctx_opt() else { return };
+    let g = fg(&mut GpuBackend::new(ctx)).expect("gpu backend");
+    assert_eq!(want.len(), g.len(), "{name}: output count");
+    for (w, gg) in want.iter().zip(&g) {
         assert_close(
             &format!("{name}: gpu {}", w.0),
             &to32(&gg.1),
@@ -1287,9 +1292,11 @@ fn aliased_calls<B: Backend>(be: &mut B) {
 fn shape_errors_are_errors() {
     bad_calls(&mut RefBackend::new());
     bad_calls(&mut cpu(2));
-    bad_calls(&mut GpuBackend::new(ctx()));
     aliased_calls(&mut RefBackend::new());
     aliased_calls(&mut cpu(2));
+    if let Some(ctx) = ctx_opt() {
+        bad_calls(&mut GpuBackend::new(ctx));
+    }
 }
 
 #[test]
@@ -1316,7 +1323,9 @@ fn empty_shapes_are_no_ops() {
     }
     body(&mut RefBackend::new()).expect("reference");
     body(&mut cpu(2)).expect("cpu");
-    body(&mut GpuBackend::new(ctx())).expect("gpu");
+    if let Some(ctx) = ctx_opt() {
+        body(&mut GpuBackend::new(ctx)).expect("gpu");
+    }
 }
 
 /// CPU outputs at shapes large enough to run in parallel.
