@@ -63,15 +63,16 @@ impl Drop for GpuBackend<'_> {
 
 impl<'a> GpuBackend<'a> {
     /// Renders (and training's D-phase G forward) go through the fused block kernel (2.8-3.8x
-    /// the unfused kernels' frame on lavapipe, BENCHMARKS.md) unless the program runs with `--no-fused` (or
-    /// [`GpuBackend::set_fused`]); the G phase runs the unfused kernels, whose tape the
-    /// backward reads.
+    /// the unfused kernels' frame on lavapipe, BENCHMARKS.md) unless the program runs with
+    /// `--no-fused` (or [`GpuBackend::set_fused`]); the G phase runs the unfused kernels, whose
+    /// tape the backward reads.
     pub fn new(ctx: &'a GpuContext) -> Self {
+        let switches = super::Switches::current();
         Self {
             ctx,
             rec: Recorder::new(ctx, "backend"),
-            fused: super::Switches::current().fused,
-            profile: super::Switches::current().profile.then(Profile::default),
+            fused: switches.fused,
+            profile: switches.profile.then(Profile::default),
             detail: String::new(),
             recorded: Default::default(),
         }

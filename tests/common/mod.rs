@@ -10,22 +10,17 @@ use inrgan::rng::Rng;
 /// The device every GPU test uses. With no adapter this panics with the GPU layer's message,
 /// which says what to install: GPU tests never skip silently.
 pub fn ctx() -> &'static GpuContext {
-    ctx_opt().unwrap_or_else(|| match GpuContext::new() {
-        Ok(_) => unreachable!("an adapter appeared"),
-        Err(e) => panic!("GPU tests need an adapter and found none:\n{e}"),
-    })
+    adapter()
+        .as_ref()
+        .unwrap_or_else(|e| panic!("GPU tests need an adapter and found none:\n{e}"))
 }
 
 /// The device for the GPU half of a test that also checks the CPU backend, so that the CPU
 /// half runs on a machine without any adapter. `None` there, with a line on stderr; but where
 /// `INRGAN_TEST_REQUIRE_GPU=1` (CI, which installs lavapipe) a missing adapter fails the test.
 pub fn ctx_opt() -> Option<&'static GpuContext> {
-    static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
-    CTX.get_or_init(|| match GpuContext::new() {
-        Ok(c) => {
-            eprintln!("GPU tests run on: {}", c.summary());
-            Some(c)
-        }
+    match adapter() {
+        Ok(c) => Some(c),
         Err(e) if std::env::var("INRGAN_TEST_REQUIRE_GPU").as_deref() == Ok("1") => {
             panic!("INRGAN_TEST_REQUIRE_GPU=1 and no adapter:\n{e}")
         }
@@ -33,8 +28,17 @@ pub fn ctx_opt() -> Option<&'static GpuContext> {
             eprintln!("no GPU adapter: the GPU half of this test is skipped ({e})");
             None
         }
+    }
+}
+
+/// The one context of this test binary, or why there is none (looked for once).
+fn adapter() -> &'static Result<GpuContext, String> {
+    static CTX: OnceLock<Result<GpuContext, String>> = OnceLock::new();
+    CTX.get_or_init(|| {
+        GpuContext::new()
+            .inspect(|c| eprintln!("GPU tests run on: {}", c.summary()))
+            .map_err(|e| e.to_string())
     })
-    .as_ref()
 }
 
 pub fn up(data: &[f32]) -> GpuBuffer<f32> {
