@@ -5,7 +5,7 @@
 //! Layers (see ARCHITECTURE.md):
 //! - [`gpu`]: device, shaders, pipelines, buffers, dispatch, readback, timing. No UI.
 //! - [`kernels`]: the Rust side of each WGSL kernel family in `shaders/`.
-//! - [`reference`]: the CPU reference of each kernel, the oracle of the tests.
+//! - [`reference`](mod@reference): the CPU reference of each kernel, the oracle of the tests.
 //! - [`rng`]: a small deterministic random number generator shared by tests, benches and models.
 
 pub mod app;

@@ -70,7 +70,7 @@ enum Job {
 pub struct RenderService {
     jobs: Sender<Job>,
     pub results: Receiver<Outcome>,
-    /// "cpu: 2 threads" or "gpu: <adapter>".
+    /// "cpu: 2 threads" or `"gpu: <adapter>"`.
     pub backend: String,
 }
 

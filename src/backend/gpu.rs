@@ -1,5 +1,5 @@
 //! The GPU backend: each operation records the kernel of the same name on a [`Recorder`];
-//! recorded work is submitted by [`Backend::flush`], by a readback, or every
+//! recorded work is submitted by [`Memory::flush`], by a readback, or every
 //! [`MAX_PENDING`] operations so that one submission stays short (another user of the device,
 //! such as the viewport, still gets its turn).
 

@@ -180,7 +180,7 @@ impl std::ops::Sub for Recording {
 pub trait Memory {
     /// An `f32` buffer of this backend.
     type Buf;
-    /// Human-readable name ("gpu: <adapter>" or "cpu: N threads").
+    /// Human-readable name (`"gpu: <adapter>"` or `"cpu: N threads"`).
     fn name(&self) -> String;
     fn zeros(&mut self, n: usize, label: &str) -> BResult<Self::Buf>;
     fn upload(&mut self, data: &[f32], label: &str) -> BResult<Self::Buf>;
@@ -344,7 +344,7 @@ pub trait ResampleOps: Memory {
         cols: &Taps,
         y: &Self::Buf,
     ) -> BResult<()>;
-    /// The transpose of [`Backend::gather_bilinear`] into `dx [planes, h, w]` (added to it when
+    /// The transpose of [`ResampleOps::gather_bilinear`] into `dx [planes, h, w]` (added to it when
     /// `accumulate`), summed as a gather in a fixed order (`Taps::inverse`).
     fn gather_bilinear_backward(
         &mut self,
@@ -376,12 +376,12 @@ pub trait ResampleOps: Memory {
 /// One generator level in one pass (`fused`); optional.
 #[allow(clippy::too_many_arguments)]
 pub trait FusedOps: Memory {
-    /// Whether [`Backend::fused_level_forward`] runs here (else the generator runs the block's
+    /// Whether [`FusedOps::fused_level_forward`] runs here (else the generator runs the block's
     /// layers one by one).
     fn has_fused(&self) -> bool {
         false
     }
-    /// Whether [`Backend::fused_level_forward`] runs this block here.
+    /// Whether [`FusedOps::fused_level_forward`] runs this block here.
     fn fused_fits(&self, s: &crate::reference::fused::FusedShape) -> bool {
         self.has_fused() && s.fits()
     }
@@ -471,7 +471,7 @@ pub trait MbstdOps: Memory {
         dstat: &Self::Buf,
         dx: &Self::Buf,
     ) -> BResult<()>;
-    /// The tangent of [`Backend::mbstd_forward`] at `x` along `xdot` (the R1 double backward).
+    /// The tangent of [`MbstdOps::mbstd_forward`] at `x` along `xdot` (the R1 double backward).
     fn mbstd_jvp(
         &mut self,
         s: &MbstdShape,
@@ -480,7 +480,7 @@ pub trait MbstdOps: Memory {
         stat: &Self::Buf,
         ydot: &Self::Buf,
     ) -> BResult<()>;
-    /// The tangent of [`Backend::mbstd_backward`]'s `dx` at `x` along `xdot`, `dy` fixed.
+    /// The tangent of [`MbstdOps::mbstd_backward`]'s `dx` at `x` along `xdot`, `dy` fixed.
     fn mbstd_backward_jvp(
         &mut self,
         s: &MbstdShape,
@@ -521,7 +521,7 @@ pub trait AugmentOps: Memory {
         prm: &Self::Buf,
         y: &Self::Buf,
     ) -> BResult<()>;
-    /// The transpose of [`Backend::aug_shift_forward`] into `dx` (overwritten).
+    /// The transpose of [`AugmentOps::aug_shift_forward`] into `dx` (overwritten).
     fn aug_shift_backward(
         &mut self,
         s: &AugShape,

@@ -1,8 +1,8 @@
 //! The reference backend: the oracle. Every [`Backend`] operation in `f64`, single-threaded, by
 //! calling the plain-loop references of [`crate::reference`] with `F = f64`.
 //!
-//! Values are stored as `f64` ([`RefBuf`]) and converted at [`Backend::upload`] /
-//! [`Backend::read`]; [`RefBackend::upload_f64`] and [`RefBackend::read_f64`] move `f64` values
+//! Values are stored as `f64` ([`RefBuf`]) and converted at [`Memory::upload`] /
+//! [`Memory::read`]; [`RefBackend::upload_f64`] and [`RefBackend::read_f64`] move `f64` values
 //! in and out unrounded, so that finite-difference tests can run a whole model in `f64` and
 //! perturb single values.
 //!

@@ -1,6 +1,6 @@
 //! Quality metrics that need no pretrained network.
 //!
-//! - [`swd`]: ProGAN's sliced Wasserstein distance between Laplacian-pyramid patches of a real
+//! - [`swd`](mod@swd): ProGAN's sliced Wasserstein distance between Laplacian-pyramid patches of a real
 //!   and a generated image set (Karras et al. 2018).
 //! - [`seams`]: how visible a coarse grid's cell boundaries are in a magnified render.
 

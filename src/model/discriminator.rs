@@ -1,4 +1,4 @@
-//! StyleGAN2's residual discriminator, scaled by [`DiscConfig`], written once against
+//! StyleGAN2's residual discriminator, scaled by [`DiscConfig`](crate::model::config::DiscConfig), written once against
 //! [`Backend`]. Equalised learning rate everywhere (weights stored N(0, 1) and scaled at run time
 //! by `1/sqrt(fan_in)`), leaky ReLU 0.2 with gain √2.
 //!
@@ -10,7 +10,7 @@
 //! at 4²: minibatch std ─ conv 3x3 (C+F -> C) + lrelu ─ FC (16C -> C) + lrelu ─ FC (C -> 1) = logit
 //! ```
 //!
-//! One difference from StyleGAN2: the main path downsamples (the [1,3,3,1] blur, stride 2) before
+//! One difference from StyleGAN2: the main path downsamples (the `[1,3,3,1]` blur, stride 2) before
 //! its second 3x3 convolution, which then runs at half resolution; StyleGAN2 blurs at full
 //! resolution and convolves with stride 2. Same receptive field, a quarter of the cost.
 

@@ -296,6 +296,9 @@ def time_train(args, cfg) -> dict:
         cmd = [args.ours, "train", "--preset", cfg["name"], "--data", "emoji", "--batch", str(n),
                "--kimg", f"{kimg}", "--backend", args.backend, "--out", str(run),
                "--checkpoint-kimg", "1000", "--sample-every", "1000000", "--seed", "0"]
+        if "--augment" in ours_train_help(args.ours):
+            # The peer's Trainer has no augmentation: time the same work.
+            cmd += ["--augment", "none"]
         wall(cmd)  # starts from the preset's fresh weights, as the peer does (any --weights are ignored)
         sp = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
         sp = [(m["step"], m["img_per_s"]) for m in sp if "img_per_s" in m]

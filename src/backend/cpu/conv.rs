@@ -265,12 +265,12 @@ impl CpuBackend {
                 )
             }
         }
-        let workspace = || (Vec::new(), Vec::new());
+        let workspace = || <(Scratch, Scratch)>::default();
         self.tasks(
             tasks,
             work,
             workspace,
-            |(cols, prod): &mut (Vec<f32>, Vec<f32>), t| {
+            |(cols, prod): &mut (Scratch, Scratch), t| {
                 let (gi, rest) = (t / (pblocks * coblocks), t % (pblocks * coblocks));
                 let (p0, co0) = ((rest / coblocks) * pb, (rest % coblocks) * cob);
                 let nco = cob.min(s.c_out - co0);
@@ -370,12 +370,12 @@ impl CpuBackend {
         let blocks = c_dst.div_ceil(cb);
         let work = s.batch * hw * s.c_out * s.c_in * kk;
         let tasks = (0..s.batch * blocks).collect();
-        let workspace = || (Vec::new(), Vec::new());
+        let workspace = || <(Scratch, Scratch)>::default();
         self.tasks(
             tasks,
             work,
             workspace,
-            |(xp, acc): &mut (Vec<f32>, Vec<f32>), t| {
+            |(xp, acc): &mut (Scratch, Scratch), t| {
                 let (n, c0) = (t / blocks, (t % blocks) * cb);
                 let nc = cb.min(c_dst - c0);
                 let xp = scratch(xp, c_src * hp * wp);
@@ -511,12 +511,12 @@ impl CpuBackend {
                 )
             }
         }
-        let workspace = || (Vec::new(), Vec::new());
+        let workspace = || <(Scratch, Scratch)>::default();
         self.tasks(
             tasks,
             work,
             workspace,
-            |(dcols, dyg): &mut (Vec<f32>, Vec<f32>), (n0, ci0, mut planes)| {
+            |(dcols, dyg): &mut (Scratch, Scratch), (n0, ci0, mut planes)| {
                 let Some(nci) = planes.first().map(|p| p.len() / hw) else {
                     return;
                 };
@@ -603,14 +603,23 @@ impl CpuBackend {
             }
             return Ok(());
         }
+        // Bins of output pixels, at least CONV_W_MIN_BINS where there are pixels enough, so
+        // that the tasks split the pixels rather than the output channels: every channel block
+        // of a bin would gather the same taps again.
         let bins = total
             .div_ceil(CONV_BIN_PIXELS)
+            .max((total / CONV_W_MIN_BIN_PIXELS).min(CONV_W_MIN_BINS))
             .min((PARTIAL_CAP / wl).max(1))
             .max(1);
         let bin = total.div_ceil(bins);
         let bins = total.div_ceil(bin);
-        let cob = CONV_W_CO_BLOCK.min(s.c_out);
-        let mut part = alloc_zeros::<f32>(bins * wl, "conv weight gradient partial sums")?;
+        let cob = if bins >= CONV_W_MIN_BINS {
+            s.c_out
+        } else {
+            CONV_W_CO_BLOCK.min(s.c_out)
+        };
+        // Every block is overwritten: each task's first product has beta 0.
+        let mut part = self.partials(bins * wl, "conv weight gradient partial sums")?;
         let mut tasks = Vec::new();
         for (bi, pw) in part.chunks_mut(wl).enumerate() {
             for (cb, sl) in pw.chunks_mut(cob * ckk).enumerate() {
@@ -618,13 +627,15 @@ impl CpuBackend {
             }
         }
         let pb = Self::pixel_block(ckk);
-        let workspace = || (Vec::new(), Vec::new());
+        let workspace = || <(Scratch, Scratch)>::default();
         self.tasks(
             tasks,
             total * s.c_out * ckk,
             workspace,
-            |(cols, dyg): &mut (Vec<f32>, Vec<f32>), (bi, co0, ps)| {
+            |(cols, dyg): &mut (Scratch, Scratch), (bi, co0, ps)| {
                 let nco = ps.len() / ckk;
+                // The task's first product overwrites its partial sums (unfilled scratch).
+                let mut beta = 0.0;
                 let (q1, mut q) = ((bi * bin + bin).min(total), bi * bin);
                 while q < q1 && hw_out < pb {
                     // Small maps: blocks of pb output positions across images (q = n hw_out + p),
@@ -657,12 +668,13 @@ impl CpuBackend {
                             cols.as_ptr(),
                             1,
                             nq as isize,
-                            1.0,
+                            beta,
                             ps.as_mut_ptr(),
                             ckk as isize,
                             1,
                         )
                     };
+                    beta = 1.0;
                     q += nq;
                 }
                 while q < q1 {
@@ -691,28 +703,30 @@ impl CpuBackend {
                                 bptr,
                                 1,
                                 csb,
-                                1.0,
+                                beta,
                                 ps.as_mut_ptr(),
                                 ckk as isize,
                                 1,
                             )
                         };
+                        beta = 1.0;
                         p0 += np;
                     }
                     q = n * hw_out + p1;
                 }
             },
         );
-        let part = &part;
+        let sums = &part;
         self.chunks(dw, |start, out| {
             for (j, o) in out.iter_mut().enumerate() {
                 let mut v = 0f32;
                 for bi in 0..bins {
-                    v += part[bi * wl + start + j];
+                    v += sums[bi * wl + start + j];
                 }
                 *o = if acc { *o + v } else { v };
             }
         });
+        self.recycle(part);
         Ok(())
     }
 }

@@ -132,7 +132,8 @@ impl CpuBackend {
         let inv = (1.0 / (rk as f64).sqrt()) as f32;
         let eps = FMM_EPS as f32;
         // 1. M (kept for dws) per row and, with demod, dM' through the row normalisation.
-        let mut mm = alloc_zeros::<f32>(wl, "fmm modulation")?;
+        // Every row is overwritten (modulation_row).
+        let mut mm = self.partials(wl, "fmm modulation")?;
         {
             let grows: Vec<Option<&mut [f32]>> = match scratch.as_deref_mut() {
                 Some(sc) => sc[..wl].chunks_mut(ci).map(Some).collect(),
@@ -220,6 +221,7 @@ impl CpuBackend {
                 db.iter_mut().for_each(|v| *v *= inv);
             },
         );
+        self.recycle(mm);
         Ok(())
     }
 }

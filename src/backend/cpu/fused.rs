@@ -118,12 +118,12 @@ impl CpuBackend {
             _ => None,
         };
         // Per worker: the assembled input, two activation buffers, the tile's RGB.
-        let workspace = || (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let workspace = || <(Scratch, Scratch, Scratch, Scratch)>::default();
         self.tasks(
             (0..s.batch * tiles).collect(),
             s.batch * np * macs,
             workspace,
-            |(xin, ha, hb, rgb): &mut (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>), t| {
+            |(xin, ha, hb, rgb): &mut (Scratch, Scratch, Scratch, Scratch), t| {
                 let (b, t0) = (t / tiles, (t % tiles) * tile);
                 let nt = tile.min(np - t0);
                 // The tile's input: rows `rsx` apart.

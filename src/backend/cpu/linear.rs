@@ -164,7 +164,8 @@ impl CpuBackend {
         let kb = k.div_ceil(bins);
         let bins = k.div_ceil(kb);
         let mn = m * n;
-        let mut part = alloc_zeros::<f32>(batch * bins * mn, "gemm partial sums")?;
+        // Every block is overwritten (beta 0).
+        let mut part = self.partials(batch * bins * mn, "gemm partial sums")?;
         let tasks: Vec<(usize, &mut [f32])> = part.chunks_mut(mn).enumerate().collect();
         self.tasks(
             tasks,
@@ -196,14 +197,14 @@ impl CpuBackend {
                 }
             },
         );
-        let part = &part;
+        let sums = &part;
         let cp = Ptr(c.as_mut_ptr());
         let reduce = |_: &mut (), t: usize| {
             let (bt, i) = (t / m, t % m);
             for j in 0..n {
                 let mut v = 0f32;
                 for bin in 0..bins {
-                    v += part[((bt * bins + bin) * m + i) * n + j];
+                    v += sums[((bt * bins + bin) * m + i) * n + j];
                 }
                 match (g.bias, bias) {
                     (BiasMode::PerRow, Some(bb)) => v += g.bias_gain * bb[i],
@@ -229,6 +230,7 @@ impl CpuBackend {
                 self.tasks((bt * m..(bt + 1) * m).collect(), mn * bins, || (), reduce);
             }
         }
+        self.recycle(part);
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! (one pool per backend, `available_parallelism` threads by default).
 //!
 //! Products go through `matrixmultiply::sgemm` (runtime-detected AVX-512 / AVX2 / FMA kernels):
-//! [`Backend::gemm`] with the [`Gemm`] strides, cut into fixed tiles of C (and, for short and wide
+//! [`LinearOps::gemm`] with the [`Gemm`] strides, cut into fixed tiles of C (and, for short and wide
 //! products such as weight gradients over many pixels, fixed bins of K summed in a fixed order);
 //! the convolutions as im2col + sgemm over fixed pixel blocks. Everything else is plain loops over
 //! rows or planes.
@@ -15,8 +15,14 @@
 //! Buffers are [`CpuBuf`]s, each behind its own lock: an operation read-locks its inputs and
 //! write-locks its outputs, so passing one buffer both as an input and as an output of a call
 //! (other than the documented in-place operands) is an error, not a data race.
+//!
+//! Memory: a freed buffer of at least `POOL_MIN` values goes back to the backend's
+//! `BufPool` and serves the next buffer of its length (a training step allocates the same
+//! shapes every step; fresh allocations cost page faults and a zero fill on the calling thread
+//! while the workers wait); the tasks' scratch vectors (`Scratch`) stay with their thread.
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use rayon::prelude::*;
 
@@ -85,15 +91,120 @@ const CONV_CI_BLOCK: usize = 16;
 const CONV_W_CO_BLOCK: usize = 64;
 /// Output pixels (over the batch) per bin of the conv weight gradient.
 const CONV_BIN_PIXELS: usize = 4096;
+/// Bins of the conv weight gradient that small products are split into (then each task
+/// gathers its own pixels' taps once for all output channels) ...
+const CONV_W_MIN_BINS: usize = 4;
+/// ... when each bin keeps at least this many output pixels.
+const CONV_W_MIN_BIN_PIXELS: usize = 128;
 
 // ---------------------------------------------------------------------------------------------
 // Buffers
 
-/// An `f32` buffer of the CPU backend (behind a lock; its length never changes).
+/// An `f32` buffer of the CPU backend (behind a lock; its length never changes). Large buffers
+/// go back to their backend's pool when dropped.
 #[derive(Debug)]
 pub struct CpuBuf {
     data: RwLock<Vec<f32>>,
     len: usize,
+    pool: Option<Arc<BufPool>>,
+}
+
+impl Drop for CpuBuf {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let v = match self.data.get_mut() {
+                Ok(v) => std::mem::take(v),
+                Err(p) => std::mem::take(p.into_inner()),
+            };
+            pool.put(v);
+        }
+    }
+}
+
+/// Buffers of at least this many values are recycled through the backend's [`BufPool`].
+const POOL_MIN: usize = 1 << 14;
+/// Most bytes the pool keeps idle.
+const POOL_CAP_BYTES: usize = 512 << 20;
+
+/// Freed buffers by length, for the next buffer of the same length: a training step allocates
+/// the same shapes every step, and a fresh allocation costs page faults and a zero fill on the
+/// calling thread while the workers wait.
+#[derive(Debug, Default)]
+pub(crate) struct BufPool {
+    free: Mutex<HashMap<usize, Vec<Vec<f32>>>>,
+}
+
+impl BufPool {
+    fn idle_bytes(free: &HashMap<usize, Vec<Vec<f32>>>) -> usize {
+        free.iter().map(|(n, v)| n * v.len() * 4).sum()
+    }
+
+    fn put(&self, v: Vec<f32>) {
+        let n = v.len();
+        let Ok(mut free) = self.free.lock() else {
+            return;
+        };
+        if n >= POOL_MIN && Self::idle_bytes(&free) + n * 4 <= POOL_CAP_BYTES {
+            free.entry(n).or_default().push(v);
+        }
+    }
+
+    fn take(&self, n: usize) -> Option<Vec<f32>> {
+        if n < POOL_MIN {
+            return None;
+        }
+        self.free.lock().ok()?.get_mut(&n)?.pop()
+    }
+}
+
+/// A worker's scratch vector ([`CpuBackend::tasks`] workspaces), kept by its thread between
+/// operations instead of being allocated and zero-filled for every task group.
+#[derive(Debug)]
+pub(super) struct Scratch(Vec<f32>);
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+/// Scratch vectors one thread keeps.
+const SCRATCH_KEEP: usize = 8;
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch(
+            SCRATCH
+                .try_with(|s| s.borrow_mut().pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() > 0 {
+            let _ = SCRATCH.try_with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < SCRATCH_KEEP {
+                    s.push(v);
+                }
+            });
+        }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Vec<f32>;
+    fn deref(&self) -> &Vec<f32> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut Vec<f32> {
+        &mut self.0
+    }
 }
 
 impl CpuBuf {
@@ -275,6 +386,8 @@ pub struct CpuBackend {
     threads: usize,
     /// Renders run each scale block fused (tiles of pixels through all its layers).
     fused: bool,
+    /// Freed large buffers, reused by [`Memory::zeros`] and [`Memory::upload`].
+    bufs: Arc<BufPool>,
 }
 
 impl CpuBackend {
@@ -298,12 +411,37 @@ impl CpuBackend {
             pool,
             threads,
             fused: super::Switches::current().fused,
+            bufs: Arc::default(),
         })
     }
 
     /// Turns the fused block forward of renders on or off (on unless the program runs with `--no-fused`).
     pub fn set_fused(&mut self, on: bool) {
         self.fused = on;
+    }
+
+    /// A buffer holding `v` (returned to the pool when dropped if large).
+    fn buf(&self, v: Vec<f32>) -> CpuBuf {
+        CpuBuf {
+            len: v.len(),
+            pool: (v.len() >= POOL_MIN).then(|| self.bufs.clone()),
+            data: RwLock::new(v),
+        }
+    }
+
+    /// A vector of `n` values for an operation's own partial results that its tasks overwrite
+    /// entirely before reading: a freed buffer of that length as it is (not zero-filled), else
+    /// a fresh one. Give it back with [`CpuBackend::recycle`].
+    fn partials(&self, n: usize, label: &str) -> BResult<Vec<f32>> {
+        match self.bufs.take(n) {
+            Some(v) => Ok(v),
+            None => alloc_zeros(n, label),
+        }
+    }
+
+    /// Returns [`CpuBackend::partials`]' vector to the pool.
+    fn recycle(&self, v: Vec<f32>) {
+        self.bufs.put(v);
     }
 
     /// Number of worker threads.
@@ -398,22 +536,35 @@ impl Memory for CpuBackend {
     }
 
     fn zeros(&mut self, n: usize, label: &str) -> BResult<CpuBuf> {
-        Ok(CpuBuf {
-            data: RwLock::new(alloc_zeros(n, label)?),
-            len: n,
-        })
+        let v = match self.bufs.take(n) {
+            Some(mut v) => {
+                self.chunks(&mut v, |_, c| c.fill(0.0));
+                v
+            }
+            None => alloc_zeros(n, label)?,
+        };
+        Ok(self.buf(v))
     }
 
     fn upload(&mut self, data: &[f32], label: &str) -> BResult<CpuBuf> {
-        let mut v = alloc_zeros::<f32>(0, label)?;
-        v.try_reserve_exact(data.len()).map_err(|_| {
-            BackendError::OutOfMemory(format!("host buffer {label} of {} values", data.len()))
-        })?;
-        v.extend_from_slice(data);
-        Ok(CpuBuf {
-            data: RwLock::new(v),
-            len: data.len(),
-        })
+        let v = match self.bufs.take(data.len()) {
+            Some(mut v) => {
+                v.copy_from_slice(data);
+                v
+            }
+            None => {
+                let mut v = alloc_zeros::<f32>(0, label)?;
+                v.try_reserve_exact(data.len()).map_err(|_| {
+                    BackendError::OutOfMemory(format!(
+                        "host buffer {label} of {} values",
+                        data.len()
+                    ))
+                })?;
+                v.extend_from_slice(data);
+                v
+            }
+        };
+        Ok(self.buf(v))
     }
 
     fn write(&mut self, buf: &CpuBuf, data: &[f32]) -> BResult<()> {
@@ -456,5 +607,32 @@ impl Backend for CpuBackend {
             });
         }
         Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recycled buffer comes back zero-filled from `zeros` and holding the data from
+    /// `upload`, and buffers too small for the pool still work.
+    #[test]
+    fn pooled_buffers_are_reset() {
+        let mut be = CpuBackend::with_threads(2).unwrap();
+        for n in [POOL_MIN, POOL_MIN + 3, 7] {
+            let dirty: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
+            let a = be.upload(&dirty, "a").unwrap();
+            assert_eq!(be.read(&a).unwrap(), dirty);
+            drop(a);
+            assert_eq!(be.bufs.take(n).is_some(), n >= POOL_MIN);
+            let a = be.upload(&dirty, "a").unwrap();
+            drop(a);
+            let z = be.zeros(n, "z").unwrap();
+            assert!(be.read(&z).unwrap().iter().all(|&v| v == 0.0), "n = {n}");
+            be.write(&z, &dirty).unwrap();
+            drop(z);
+            let u = be.upload(&vec![-2.0; n], "u").unwrap();
+            assert!(be.read(&u).unwrap().iter().all(|&v| v == -2.0));
+        }
     }
 }
