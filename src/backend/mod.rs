@@ -183,6 +183,14 @@ pub trait Memory {
     /// Human-readable name (`"gpu: <adapter>"` or `"cpu: N threads"`).
     fn name(&self) -> String;
     fn zeros(&mut self, n: usize, label: &str) -> BResult<Self::Buf>;
+    /// A buffer for the output of an operation that overwrites all `n` values before anything
+    /// reads them (an operation that accumulates into its output, or `axpby`, needs
+    /// [`Memory::zeros`]): its contents are unspecified. The CPU backend hands back a freed
+    /// buffer of that length without clearing it; debug builds fill it with NaN instead, so that
+    /// a read before the write shows in the tests. Default: [`Memory::zeros`].
+    fn output(&mut self, n: usize, label: &str) -> BResult<Self::Buf> {
+        self.zeros(n, label)
+    }
     fn upload(&mut self, data: &[f32], label: &str) -> BResult<Self::Buf>;
     /// Overwrites the start of `buf` with `data`, ordered after all operations issued so far.
     fn write(&mut self, buf: &Self::Buf, data: &[f32]) -> BResult<()>;

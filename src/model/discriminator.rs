@@ -215,9 +215,9 @@ impl Discriminator {
         batch: usize,
     ) -> BResult<B::Buf> {
         let s = Self::conv_shape(c, batch);
-        let pre = be.zeros(s.y_len(), "d conv")?;
+        let pre = be.output(s.y_len(), "d conv")?;
         be.conv2d_forward(&s, x, &p.bufs[c.w], None, &pre)?;
-        let y = be.zeros(s.y_len(), "d act")?;
+        let y = be.output(s.y_len(), "d act")?;
         be.act_forward(
             &Self::act_shape(c.c_out, batch, c.res * c.res),
             &pre,
@@ -244,7 +244,7 @@ impl Discriminator {
     ) -> BResult<()> {
         let s = Self::conv_shape(c, batch);
         let a = Self::act_shape(c.c_out, batch, c.res * c.res);
-        let dpre = be.zeros(s.y_len(), "d dconv")?;
+        let dpre = be.output(s.y_len(), "d dconv")?;
         be.act_backward(&a, y, dy, &dpre, false)?;
         be.sum_axes(
             &dpre,
@@ -285,13 +285,13 @@ impl Discriminator {
         for b in &self.blocks {
             let (r, h2) = (b.res, b.res / 2);
             let t0 = self.conv_act(be, p, &b.conv0, &h, batch)?;
-            let t0d = be.zeros(batch * b.c_in * h2 * h2, "d blur")?;
+            let t0d = be.output(batch * b.c_in * h2 * h2, "d blur")?;
             be.blur_down2x_forward(&t0, &t0d, batch * b.c_in, r, r)?;
             let t1 = self.conv_act(be, p, &b.conv1, &t0d, batch)?;
-            let hd = be.zeros(batch * b.c_in * h2 * h2, "d skip blur")?;
+            let hd = be.output(batch * b.c_in * h2 * h2, "d skip blur")?;
             be.blur_down2x_forward(&h, &hd, batch * b.c_in, r, r)?;
             let ks = self.skip_shape(b, batch);
-            let out = be.zeros(ks.y_len(), "d block out")?;
+            let out = be.output(ks.y_len(), "d block out")?;
             be.conv2d_forward(&ks, &hd, &p.bufs[b.skip], None, &out)?;
             be.axpby(HALF_SQRT, &t1, HALF_SQRT, &out, ks.y_len())?;
             blocks.push(BlockTape {
@@ -303,12 +303,12 @@ impl Discriminator {
             });
             h = out;
         }
-        let stat = be.zeros(ms.stat_len(), "mbstd stat")?;
-        let hm = be.zeros(ms.y_len(), "mbstd out")?;
+        let stat = be.output(ms.stat_len(), "mbstd stat")?;
+        let hm = be.output(ms.y_len(), "mbstd out")?;
         be.mbstd_forward(&ms, &h, &stat, &hm)?;
         let he = self.conv_act(be, p, &self.epi_conv, &hm, batch)?;
         let fs = self.fc_shape(batch);
-        let fpre = be.zeros(batch * fs.d_out, "fc pre")?;
+        let fpre = be.output(batch * fs.d_out, "fc pre")?;
         be.gemm(
             &Gemm::linear_forward(&fs, false),
             &p.bufs[self.fc_w],
@@ -316,7 +316,7 @@ impl Discriminator {
             None,
             &fpre,
         )?;
-        let fc = be.zeros(batch * fs.d_out, "fc act")?;
+        let fc = be.output(batch * fs.d_out, "fc act")?;
         be.act_forward(
             &Self::act_shape(fs.d_out, batch, 1),
             &fpre,
@@ -324,7 +324,7 @@ impl Discriminator {
             &fc,
         )?;
         let os = self.out_shape(batch);
-        let logits = be.zeros(batch, "logits")?;
+        let logits = be.output(batch, "logits")?;
         be.gemm(
             &Gemm::linear_forward(&os, true),
             &p.bufs[self.out_w],
@@ -368,7 +368,7 @@ impl Discriminator {
             &grads.bufs[self.out_w],
         )?;
         be.sum_axes(dlogits, &grads.bufs[self.out_b], batch, 1, 1, 1.0, true)?;
-        let dfc = be.zeros(batch * os.d_in, "dfc")?;
+        let dfc = be.output(batch * os.d_in, "dfc")?;
         be.gemm(
             &Gemm::linear_backward_input(&os, false),
             &p.bufs[self.out_w],
@@ -378,7 +378,7 @@ impl Discriminator {
         )?;
         // FC.
         let fs = self.fc_shape(batch);
-        let dfpre = be.zeros(batch * fs.d_out, "dfc pre")?;
+        let dfpre = be.output(batch * fs.d_out, "dfc pre")?;
         be.act_backward(
             &Self::act_shape(fs.d_out, batch, 1),
             &tape.fc,
@@ -402,7 +402,7 @@ impl Discriminator {
             None,
             &grads.bufs[self.fc_w],
         )?;
-        let dhe = be.zeros(batch * fs.d_in, "dhe")?;
+        let dhe = be.output(batch * fs.d_in, "dhe")?;
         be.gemm(
             &Gemm::linear_backward_input(&fs, false),
             &p.bufs[self.fc_w],
@@ -423,24 +423,24 @@ impl Discriminator {
             Some(&dhm),
             batch,
         )?;
-        let dstat = be.zeros(ms.stat_len(), "dstat")?;
-        let mut dh = be.zeros(ms.x_len(), "dh4")?;
+        let dstat = be.output(ms.stat_len(), "dstat")?;
+        let mut dh = be.output(ms.x_len(), "dh4")?;
         be.mbstd_backward(&ms, &tape.h_last, &dhm, &dstat, &dh)?;
         // Blocks, last first.
         for (b, bt) in self.blocks.iter().zip(&tape.blocks).rev() {
             let (r, h2) = (b.res, b.res / 2);
             let n_out = batch * b.c_out * h2 * h2;
+            // out = (t1 + skip) / sqrt 2: both branches receive dh / sqrt 2.
             let dt1 = be.zeros(n_out, "dt1")?;
             be.axpby(HALF_SQRT, &dh, 0.0, &dt1, n_out)?;
-            let dskip = be.zeros(n_out, "dskip")?;
-            be.axpby(HALF_SQRT, &dh, 0.0, &dskip, n_out)?;
-            let din = be.zeros(batch * b.c_in * r * r, "dblock in")?;
+            let dskip = &dt1;
+            let din = be.output(batch * b.c_in * r * r, "dblock in")?;
             // Skip: 1x1 conv of the blurred input.
             let ks = self.skip_shape(b, batch);
-            be.conv2d_backward_weight(&ks, &dskip, &bt.hd, &grads.bufs[b.skip], true)?;
-            let dhd = be.zeros(batch * b.c_in * h2 * h2, "dhd")?;
-            be.conv2d_backward_input(&ks, &dskip, &p.bufs[b.skip], &dhd, false)?;
-            be.blur_down2x_backward(&dhd, &din, batch * b.c_in, r, r, true)?;
+            be.conv2d_backward_weight(&ks, dskip, &bt.hd, &grads.bufs[b.skip], true)?;
+            let dhd = be.output(batch * b.c_in * h2 * h2, "dhd")?;
+            be.conv2d_backward_input(&ks, dskip, &p.bufs[b.skip], &dhd, false)?;
+            be.blur_down2x_backward(&dhd, &din, batch * b.c_in, r, r, false)?;
             // Main path.
             let dt0d = be.zeros(batch * b.c_in * h2 * h2, "dt0d")?;
             self.conv_act_backward(
@@ -454,7 +454,7 @@ impl Discriminator {
                 Some(&dt0d),
                 batch,
             )?;
-            let dt0 = be.zeros(batch * b.c_in * r * r, "dt0")?;
+            let dt0 = be.output(batch * b.c_in * r * r, "dt0")?;
             be.blur_down2x_backward(&dt0d, &dt0, batch * b.c_in, r, r, false)?;
             self.conv_act_backward(
                 be,

@@ -223,14 +223,14 @@ pub fn sample(cfg: &AugmentConfig, p: f64, batch: usize, res: usize, rng: &mut R
 /// `x [batch, 3, R, R]` augmented by the parameters `prm` (a new buffer).
 pub fn forward<B: Backend>(be: &mut B, s: &AugShape, x: &B::Buf, prm: &B::Buf) -> BResult<B::Buf> {
     let n = s.len();
-    let z1 = be.zeros(n, "aug colour")?;
+    let z1 = be.output(n, "aug colour")?;
     be.aug_color(s, x, prm, &z1, true)?;
     let mu = be.zeros(s.batch, "aug mean")?;
     let per = s.per_image();
     be.sum_axes(&z1, &mu, 1, s.batch, per, 1.0 / per.max(1) as f32, false)?;
-    let z2 = be.zeros(n, "aug contrast")?;
+    let z2 = be.output(n, "aug contrast")?;
     be.aug_blend(s, &z1, prm, &mu, &z2)?;
-    let y = be.zeros(n, "augmented")?;
+    let y = be.output(n, "augmented")?;
     be.aug_shift_forward(s, &z2, prm, &y)?;
     Ok(y)
 }
@@ -244,14 +244,14 @@ pub fn backward<B: Backend>(
     prm: &B::Buf,
 ) -> BResult<B::Buf> {
     let n = s.len();
-    let g2 = be.zeros(n, "daug shift")?;
+    let g2 = be.output(n, "daug shift")?;
     be.aug_shift_backward(s, dy, prm, &g2)?;
     let nu = be.zeros(s.batch, "daug mean")?;
     let per = s.per_image();
     be.sum_axes(&g2, &nu, 1, s.batch, per, 1.0 / per.max(1) as f32, false)?;
-    let g1 = be.zeros(n, "daug contrast")?;
+    let g1 = be.output(n, "daug contrast")?;
     be.aug_blend(s, &g2, prm, &nu, &g1)?;
-    let dx = be.zeros(n, "daug")?;
+    let dx = be.output(n, "daug")?;
     be.aug_color(s, &g1, prm, &dx, false)?;
     Ok(dx)
 }

@@ -546,6 +546,17 @@ impl Memory for CpuBackend {
         Ok(self.buf(v))
     }
 
+    fn output(&mut self, n: usize, label: &str) -> BResult<CpuBuf> {
+        let mut v = match self.bufs.take(n) {
+            Some(v) => v,
+            None => alloc_zeros(n, label)?,
+        };
+        if cfg!(debug_assertions) {
+            self.chunks(&mut v, |_, c| c.fill(f32::NAN));
+        }
+        Ok(self.buf(v))
+    }
+
     fn upload(&mut self, data: &[f32], label: &str) -> BResult<CpuBuf> {
         let v = match self.bufs.take(data.len()) {
             Some(mut v) => {
@@ -613,6 +624,18 @@ impl Backend for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The net under `Memory::output`: in debug builds a read before the write shows as NaN.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn output_buffers_are_poisoned_in_debug_builds() {
+        let mut be = CpuBackend::with_threads(2).unwrap();
+        for n in [POOL_MIN, 7] {
+            drop(be.upload(&vec![1.0; n], "a").unwrap());
+            let o = be.output(n, "o").unwrap();
+            assert!(be.read(&o).unwrap().iter().all(|v| v.is_nan()), "n = {n}");
+        }
+    }
 
     /// A recycled buffer comes back zero-filled from `zeros` and holding the data from
     /// `upload`, and buffers too small for the pool still work.

@@ -45,7 +45,7 @@ impl Generator {
         let r = self.cfg.rank;
         let dw = be.zeros(batch * self.cfg.w_dim, "dw")?;
         let n = self.levels.len();
-        let mut dimg_k = be.zeros(batch * 3 * tape.levels[n - 1].np, "dimg")?;
+        let mut dimg_k = be.output(batch * 3 * tape.levels[n - 1].np, "dimg")?;
         be.copy(dimg, &dimg_k, batch * 3 * tape.levels[n - 1].np)?;
         // Gradient flowing into the last activation of the level being processed.
         let mut dfeat_next: Option<B::Buf> = None;
@@ -115,7 +115,7 @@ impl Generator {
                     )?;
                 }
                 // act = lrelu(pre) * gain
-                let dpre = be.zeros(batch * l.c_out * np, "dpre")?;
+                let dpre = be.output(batch * l.c_out * np, "dpre")?;
                 let a = ActShape {
                     outer: 1,
                     channels: 1,
@@ -140,14 +140,14 @@ impl Generator {
                     rank: r,
                     demod: true,
                 };
-                let dwb = be.zeros(fs.weight_len(), "dwb")?;
+                let dwb = be.output(fs.weight_len(), "dwb")?;
                 let mut gw = Gemm::modlinear_backward_weight(&ms, false);
                 if j == 0 && lt.broadcast_input {
                     gw.b = Strides { sb: 0, ..gw.b };
                 }
                 be.gemm(&gw, &dpre, x, None, &dwb)?;
-                let scratch = be.zeros(fs.weight_len(), "fmm scratch")?;
-                let dstyles = be.zeros(batch * fs.style_dim(), "dstyles")?;
+                let scratch = be.output(fs.weight_len(), "fmm scratch")?;
+                let dstyles = be.output(batch * fs.style_dim(), "dstyles")?;
                 be.fmm_backward(
                     &fs,
                     &p.bufs[l.weight],
@@ -174,7 +174,7 @@ impl Generator {
                 // Input gradient: to the previous layer, or to the previous level's features.
                 let need_dx = j > 0 || k > 0;
                 if need_dx {
-                    let dx = be.zeros(batch * l.c_in * np, "dx")?;
+                    let dx = be.output(batch * l.c_in * np, "dx")?;
                     be.gemm(
                         &Gemm::modlinear_backward_input(&ms, false, false),
                         &ltape.wb,
@@ -194,10 +194,10 @@ impl Generator {
                             pixels: np,
                             broadcast: true,
                         };
-                        let dup = be.zeros(batch * c_prev * np, "dup")?;
+                        let dup = be.output(batch * c_prev * np, "dup")?;
                         be.slice_channels(&cat.first(), &dx, &dup, false)?;
                         let pg = &plan.levels[k - 1];
-                        let dprev = be.zeros(batch * c_prev * pg.rows * pg.cols, "dprev feat")?;
+                        let dprev = be.output(batch * c_prev * pg.rows * pg.cols, "dprev feat")?;
                         self.link_backward(be, &grid.link, &dup, batch * c_prev, pg, &dprev)?;
                         dfeat_next = Some(dprev);
                     }
@@ -205,7 +205,7 @@ impl Generator {
             }
             if k > 0 {
                 let pg = &plan.levels[k - 1];
-                let d = be.zeros(batch * 3 * pg.rows * pg.cols, "dimg prev")?;
+                let d = be.output(batch * 3 * pg.rows * pg.cols, "dimg prev")?;
                 self.link_backward(be, &grid.link, &dimg_k, batch * 3, pg, &d)?;
                 dimg_k = d;
             }

@@ -84,17 +84,22 @@ impl Generator {
             let xs = be.upload(&grid.xs, "xs")?;
             let ys = be.upload(&grid.ys, "ys")?;
             let freqs = be.upload(&fl, "freqs")?;
-            let emb = be.zeros(cs.channels() * np, "emb")?;
+            let emb = be.output(cs.channels() * np, "emb")?;
             be.coords_forward(&cs, &xs, &ys, &freqs, &emb)?;
             // Input: [up(prev features) | emb], and the RGB carried from the previous level.
-            let img = be.zeros(batch * 3 * np, "img")?;
+            // The first level's toRGB adds to zeros; later levels' start from the link.
+            let img = if k == 0 {
+                be.zeros(batch * 3 * np, "img")?
+            } else {
+                be.output(batch * 3 * np, "img")?
+            };
             let (input, broadcast_input) = if k == 0 {
                 (emb, true)
             } else {
                 let prev = &levels[k - 1];
                 let prev_grid = &plan.levels[k - 1];
                 let (c_prev, feat) = self.prev_features(k, levels.as_slice())?;
-                let up = be.zeros(batch * c_prev * np, "up feat")?;
+                let up = be.output(batch * c_prev * np, "up feat")?;
                 self.link(be, &grid.link, feat, batch * c_prev, prev_grid, &up)?;
                 self.link(be, &grid.link, &prev.img, batch * 3, prev_grid, &img)?;
                 let cat = ConcatShape {
@@ -104,7 +109,7 @@ impl Generator {
                     pixels: np,
                     broadcast: true,
                 };
-                let x = be.zeros(batch * cat.channels() * np, "level input")?;
+                let x = be.output(batch * cat.channels() * np, "level input")?;
                 be.concat_channels(&cat, &up, &emb, &x)?;
                 (x, false)
             };
@@ -136,7 +141,7 @@ impl Generator {
                 if j == 0 && tape.broadcast_input {
                     g.b = Strides { sb: 0, ..g.b };
                 }
-                let act = be.zeros(batch * l.c_out * np, "act")?;
+                let act = be.output(batch * l.c_out * np, "act")?;
                 be.gemm(&g, &wb, x, Some(&p.bufs[l.bias]), &act)?;
                 let mut lt = LayerTape {
                     styles,
@@ -183,7 +188,7 @@ impl Generator {
             rank: self.cfg.rank,
             demod: true,
         };
-        let styles = be.zeros(batch * fs.style_dim(), "styles")?;
+        let styles = be.output(batch * fs.style_dim(), "styles")?;
         let aff = self.affine_shape(batch, fs.style_dim());
         be.gemm(
             &Gemm::linear_forward(&aff, true),
@@ -192,8 +197,8 @@ impl Generator {
             Some(&p.bufs[l.aff_b]),
             &styles,
         )?;
-        let wb = be.zeros(fs.weight_len(), "fmm weight")?;
-        let norms = be.zeros(batch * l.c_out, "fmm norms")?;
+        let wb = be.output(fs.weight_len(), "fmm weight")?;
+        let norms = be.output(batch * l.c_out, "fmm norms")?;
         be.fmm_forward(&fs, &p.bufs[l.weight], &styles, &wb, &norms)?;
         Ok((styles, wb, norms))
     }
@@ -207,7 +212,7 @@ impl Generator {
         rl: &RgbLayer,
         batch: usize,
     ) -> BResult<(B::Buf, B::Buf)> {
-        let s = be.zeros(batch * rl.c_in, "rgb styles")?;
+        let s = be.output(batch * rl.c_in, "rgb styles")?;
         let aff = self.affine_shape(batch, rl.c_in);
         be.gemm(
             &Gemm::linear_forward(&aff, true),
@@ -222,7 +227,7 @@ impl Generator {
             c_in: rl.c_in,
             gain: 1.0 / (rl.c_in as f32).sqrt(),
         };
-        let wr = be.zeros(batch * 3 * rl.c_in, "rgb weight")?;
+        let wr = be.output(batch * 3 * rl.c_in, "rgb weight")?;
         be.style_modulate_forward(&m, &p.bufs[rl.weight], &s, &wr)?;
         Ok((s, wr))
     }
