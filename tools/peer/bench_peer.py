@@ -18,6 +18,7 @@ Run it niced on a shared machine: `nice -n 10 python3 tools/peer/bench_peer.py a
 from __future__ import annotations
 
 import argparse
+import statistics
 import json
 import math
 import os
@@ -336,7 +337,19 @@ def cmd_time(args):
     fwd, base = time_forward(args, cfg, values)
     print(f"  (ours = `inrgan render` wall clock minus a 16² render: {base * 1e3:.0f} ms of process start, "
           "model load and mapping; PNG encoding stays in)")
-    train = time_train(args, cfg) if args.steps > 0 else None
+    train = None
+    if args.steps > 0:
+        # Each side's speed drifts from run to run on a shared machine (±15 %): time the pair
+        # `--repeats` times, alternating, and report the medians beside every run.
+        runs = [time_train(args, cfg) for _ in range(max(1, args.repeats))]
+        med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
+        train = dict(batch=runs[0]["batch"], steps_timed=runs[0]["steps_timed"],
+                     peer_img_per_s=med("peer_img_per_s"), ours_img_per_s=med("ours_img_per_s"),
+                     ratio_peer_over_ours=med("ratio_peer_over_ours"), runs=runs)
+        if len(runs) > 1:
+            print("  train, each run (peer / ours img/s, ours / peer): " + ", ".join(
+                f"{r['peer_img_per_s']:.1f} / {r['ours_img_per_s']:.1f} ({1 / r['ratio_peer_over_ours']:.2f}x)"
+                for r in runs), flush=True)
     return dict(model=cfg["name"], source=desc, threads=torch.get_num_threads(), cpus=cpus, pinned=threads < cpus,
                 nice=os.nice(0), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), backend=args.backend, tile=args.tile, ours_baseline_ms=base * 1e3,
                 forward=fwd, train=train)
@@ -351,8 +364,10 @@ def print_table(t):
               f"{r['ours_ms']:.0f} ms{e('ours_estimated')} | {'–' if q is None else f'{q:.2f}'} |")
     if t["train"]:
         tr = t["train"]
-        print(f"| train batch {tr['batch']} | {tr['peer_img_per_s']:.1f} img/s | {tr['ours_img_per_s']:.1f} img/s | "
-              f"{tr['ratio_peer_over_ours']:.2f} |")
+        many = len(tr.get("runs", [])) > 1
+        what = f"train batch {tr['batch']}" + (f" (median of {len(tr['runs'])} runs)" if many else "")
+        print(f"| {what} | {tr['peer_img_per_s']:.1f} img/s | {tr['ours_img_per_s']:.1f} img/s | "
+              f"{tr['ratio_peer_over_ours']:.2f} (ours {1 / tr['ratio_peer_over_ours']:.2f}x) |")
 
 
 def write_json(path, obj):
@@ -443,6 +458,8 @@ def main():
         s.add_argument("--threads", type=int, default=0,
                        help="time: threads for both sides (default all cores; fewer pins both to cores 0..N-1)")
         s.add_argument("--steps", type=int, default=16, help="timed training steps after one warm-up")
+        s.add_argument("--repeats", type=int, default=1,
+                       help="time: run the peer's and our training this many times, alternating; report medians")
         s.add_argument("--json", default="/tmp/inrgan-peer/bench-peer.json")
         s.add_argument("--out", default="/tmp/inrgan-peer/peer.png")
         s.add_argument("--raw", help="render: also write little-endian f32 planar [3, H, W]")
