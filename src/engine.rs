@@ -37,6 +37,40 @@ pub struct LoadedModel {
     pub facts: Vec<(String, String)>,
 }
 
+/// The fact naming the seeds the explorer's anchors A–D start on for a model (`ship --anchors`):
+/// a good first sample belongs to the model, not to the app.
+pub const ANCHORS_FACT: &str = "anchors";
+/// The anchors of a model without an [`ANCHORS_FACT`].
+pub const DEFAULT_ANCHORS: [u64; 4] = [0, 1, 2, 3];
+
+impl LoadedModel {
+    /// The seeds the explorer opens on for this model: its [`ANCHORS_FACT`] when it holds four
+    /// valid seeds, else [`DEFAULT_ANCHORS`].
+    pub fn anchors(&self) -> [u64; 4] {
+        self.facts
+            .iter()
+            .find(|(k, _)| k == ANCHORS_FACT)
+            .and_then(|(_, v)| parse_anchors(v).ok())
+            .unwrap_or(DEFAULT_ANCHORS)
+    }
+}
+
+/// Four seeds `A,B,C,D` (each at most 2³² − 1, the explorer's seed range).
+pub fn parse_anchors(s: &str) -> Result<[u64; 4]> {
+    let seeds = s
+        .split(',')
+        .map(|t| t.trim().parse::<u64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("anchors {s:?}: {e}; expected four seeds A,B,C,D"))?;
+    let a: [u64; 4] = seeds.try_into().map_err(|v: Vec<u64>| {
+        anyhow::anyhow!("anchors {s:?}: {} seeds; expected four, A,B,C,D", v.len())
+    })?;
+    if let Some(x) = a.iter().find(|&&x| x > u32::MAX as u64) {
+        anyhow::bail!("anchors {s:?}: seed {x} is past {}", u32::MAX);
+    }
+    Ok(a)
+}
+
 /// The preset name that means "the built-in trained model" (random emoji32 weights where a
 /// build does not ship it).
 pub const BUILTIN: &str = "builtin";
@@ -661,8 +695,15 @@ pub fn eval_halves(data: &str, resolution: usize, n: usize) -> Result<String> {
 }
 
 /// `inrgan ship`: the EMA generator of a checkpoint as a standalone weights file (half floats
-/// when `half`), with facts: images trained on, the data set, the checkpoint's last metric.
-pub fn ship(checkpoint: &Path, out: &Path, data: &str, half: bool) -> Result<String> {
+/// when `half`), with facts: images trained on, the data set, the checkpoint's last metric, and
+/// the seeds the explorer opens on (`anchors`, when given).
+pub fn ship(
+    checkpoint: &Path,
+    out: &Path,
+    data: &str,
+    half: bool,
+    anchors: Option<[u64; 4]>,
+) -> Result<String> {
     let src = checkpoint.join("g_ema.safetensors");
     let (cfg, specs, values) = weights::load(&src, |c| Generator::new(c).specs().to_vec())?;
     let state_path = checkpoint.join("state.ron");
@@ -677,6 +718,10 @@ pub fn ship(checkpoint: &Path, out: &Path, data: &str, half: bool) -> Result<Str
     ];
     if let Some((_, name, v)) = st.history.last() {
         facts.push((name.clone(), format!("{v:.2}")));
+    }
+    if let Some(a) = anchors {
+        let text = a.map(|s| s.to_string()).join(",");
+        facts.push((ANCHORS_FACT.to_string(), text));
     }
     weights::save_as(out, &cfg, &specs, &values, &facts, half)?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
@@ -853,4 +898,39 @@ pub fn walk(
         progress(1.0);
     }
     Ok(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchors_parse_four_seeds_in_range() {
+        assert_eq!(parse_anchors("3, 1,2 ,5").unwrap(), [3, 1, 2, 5]);
+        assert_eq!(
+            parse_anchors("4294967295,0,0,0").unwrap(),
+            [u32::MAX as u64, 0, 0, 0]
+        );
+        for bad in [
+            "1,2,3",
+            "1,2,3,4,5",
+            "a,b,c,d",
+            "1,2,3,4294967296",
+            "",
+            "1,,2,3",
+        ] {
+            let e = parse_anchors(bad).unwrap_err().to_string();
+            assert!(e.contains("anchors"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_model_without_a_valid_anchors_fact_opens_on_the_default_seeds() {
+        let mut m = load_model(None, "tiny").unwrap();
+        assert_eq!(m.anchors(), DEFAULT_ANCHORS);
+        m.facts.push((ANCHORS_FACT.into(), "9,8".into()));
+        assert_eq!(m.anchors(), DEFAULT_ANCHORS);
+        m.facts[0].1 = "9,8,7,6".into();
+        assert_eq!(m.anchors(), [9, 8, 7, 6]);
+    }
 }

@@ -128,6 +128,10 @@ enum Command {
         /// Store f32 instead of half floats.
         #[arg(long)]
         f32: bool,
+        /// The seeds the explorer's anchors A, B, C, D open on for this model (`A,B,C,D`;
+        /// default 0,1,2,3): pick ones that show good samples.
+        #[arg(long, value_parser = inrgan::engine::parse_anchors)]
+        anchors: Option<[u64; 4]>,
     },
     /// The walk through four anchor seeds as frames and one looping animated PNG (what the
     /// explorer's Animate shows).
@@ -463,8 +467,12 @@ fn main() -> Result<()> {
             out,
             data,
             f32,
+            anchors,
         } => {
-            println!("{}", inrgan::engine::ship(&checkpoint, &out, &data, !f32)?);
+            println!(
+                "{}",
+                inrgan::engine::ship(&checkpoint, &out, &data, !f32, anchors)?
+            );
             Ok(())
         }
         Command::Walk {

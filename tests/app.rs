@@ -384,6 +384,51 @@ fn a_bad_weights_file_shows_an_error_and_keeps_the_model() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A weights file of the tiny preset, with `facts`.
+fn tiny_weights(dir: &Path, name: &str, facts: &[(&str, &str)]) -> PathBuf {
+    use inrgan::model::{config::ModelConfig, generator::Generator, weights};
+    let cfg = ModelConfig::preset("tiny").unwrap();
+    let g = Generator::new(&cfg);
+    let mut r = inrgan::rng::Rng::new(1);
+    let values: Vec<Vec<f32>> = g.specs().iter().map(|s| s.initial(&mut r)).collect();
+    let facts: Vec<(String, String)> = facts
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let p = dir.join(name);
+    weights::save_with(&p, &cfg, g.specs(), &values, &facts).unwrap();
+    p
+}
+
+#[test]
+fn a_model_opens_on_its_own_anchor_seeds() {
+    let dir = tmpdir("anchors");
+    let anchored = tiny_weights(&dir, "anchored.safetensors", &[("anchors", "7,11,13,17")]);
+    let plain = tiny_weights(&dir, "plain.safetensors", &[("anchors", "7,11")]);
+    let mut opts = options(&dir, BackendKind::Cpu);
+    opts.weights = Some(anchored);
+    let mut h = harness(opts);
+    h.step();
+    assert_eq!(h.state().latent_seeds(), [7, 11, 13, 17]);
+    // "Reset seeds" returns to them.
+    *h.state_mut().latent_seeds_mut() = [1, 2, 3, 4];
+    h.step();
+    h.get_by_role_and_label(Role::Button, "Reset seeds").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().latent_seeds(), [7, 11, 13, 17]);
+    // Another model keeps the seeds on screen; a malformed fact means the default anchors.
+    h.state_mut().open_weights(&plain);
+    h.step();
+    assert!(h.state().errors().is_empty(), "{:?}", h.state().errors());
+    assert_eq!(h.state().latent_seeds(), [7, 11, 13, 17]);
+    h.get_by_role_and_label(Role::Button, "Reset seeds").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().latent_seeds(), [0, 1, 2, 3]);
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn the_gpu_backend_draws_the_same_picture_as_the_cpu_backend() {
     let dir = tmpdir("gpu");

@@ -163,6 +163,16 @@ fn resuming_from_a_checkpoint_continues_the_same_run() {
         "resumed steps equal the uninterrupted run"
     );
     assert_eq!(t2.g_ema.to_host(&mut be2).unwrap(), final_g);
+    // `ship` with anchor seeds: the weights file opens on them and records the run.
+    let shipped = dir.join("shipped.safetensors");
+    inrgan::engine::ship(&ck, &shipped, "shapes", true, Some([5, 6, 7, 8])).unwrap();
+    let m = inrgan::engine::load_model(Some(&shipped), "builtin").unwrap();
+    assert_eq!(m.anchors(), [5, 6, 7, 8]);
+    assert!(
+        m.facts.iter().any(|(k, v)| k == "steps" && v == "3"),
+        "{:?}",
+        m.facts
+    );
     // A damaged checkpoint is refused with a message.
     let g = ck.join("d.safetensors");
     let bytes = std::fs::read(&g).unwrap();

@@ -19,6 +19,14 @@ pub struct LatentPanel {
     pub phase: f64,
     /// Seeds drawn by the randomise buttons come from here.
     pub next_random: u64,
+    /// The model's starting seeds (its `anchors` fact): where the app opens on a first start and
+    /// what "Reset seeds" returns to. Set by the app for each model, not saved.
+    #[serde(skip, default = "default_anchors")]
+    pub home: [u64; 4],
+}
+
+fn default_anchors() -> [u64; 4] {
+    crate::engine::DEFAULT_ANCHORS
 }
 
 impl Default for LatentPanel {
@@ -30,6 +38,7 @@ impl Default for LatentPanel {
             speed: 6.0,
             phase: 0.0,
             next_random: 0x9e37_79b9,
+            home: default_anchors(),
         }
     }
 }
@@ -200,12 +209,15 @@ impl LatentPanel {
                 self.animate = false;
                 self.phase = 0.0;
             }
+            let [a, b, c, d] = self.home;
             if ui
                 .button("Reset seeds")
-                .on_hover_text("Anchors back to seeds 0, 1, 2, 3")
+                .on_hover_text(format!(
+                    "Anchors back to the model's starting seeds {a}, {b}, {c}, {d}"
+                ))
                 .clicked()
             {
-                self.spec.seeds = [0, 1, 2, 3];
+                self.spec.seeds = self.home;
             }
         });
     }

@@ -150,13 +150,14 @@ impl ExplorerApp {
         cc: &eframe::CreationContext<'_>,
         opts: AppOptions,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let saved: Saved = if opts.persist {
+        let stored: Option<Saved> = if opts.persist {
             cc.storage
                 .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
-                .unwrap_or_default()
         } else {
-            Saved::default()
+            None
         };
+        let first_start = stored.is_none();
+        let saved = stored.unwrap_or_default();
         let mut errors = Vec::new();
         let explicit = opts.weights.clone();
         let remembered = saved.model_path.as_ref().map(PathBuf::from);
@@ -193,6 +194,12 @@ impl ExplorerApp {
         if let Some(d) = &opts.run_dir {
             train.out = d.display().to_string();
         }
+        let mut latent = saved.latent;
+        latent.home = model.anchors();
+        if first_start {
+            // A first start opens on the model's own good samples.
+            latent.spec.seeds = latent.home;
+        }
         let mut model_panel = ModelPanel::default();
         model_panel.recent = saved.recent;
         if let Some(p) = &model_path {
@@ -201,7 +208,7 @@ impl ExplorerApp {
         Ok(Self {
             training: TrainingPanel::new(train, opts.backend),
             export: ExportPanel::new(saved.export),
-            latent: saved.latent,
+            latent,
             tab: saved.tab,
             opts,
             model,
@@ -254,7 +261,17 @@ impl ExplorerApp {
         self.tab = tab;
     }
 
+    /// The anchor seeds A–D of the latent panel.
+    pub fn latent_seeds(&self) -> [u64; 4] {
+        self.latent.spec.seeds
+    }
+    pub fn latent_seeds_mut(&mut self) -> &mut [u64; 4] {
+        &mut self.latent.spec.seeds
+    }
+
     fn set_model(&mut self, m: LoadedModel, path: Option<String>) {
+        // The seeds stay (the same latents under another model); "Reset seeds" goes to its own.
+        self.latent.home = m.anchors();
         self.model = Arc::new(m);
         self.model_path = path;
         self.model_version += 1;
