@@ -541,6 +541,11 @@ pub struct TrainArgs {
     /// given.
     #[arg(long)]
     pub augment: Option<AugmentMode>,
+    /// Side of the augmentation's cut square as a fraction of the image side, 0 to leave
+    /// cutout out (DiffAugment's `color,translation`, the policy for a few thousand images).
+    /// Default 0.5. With --resume, it and --augment replace the checkpoint's augmentation.
+    #[arg(long)]
+    pub cutout: Option<f64>,
 }
 
 /// Runs a training to its end (or until `stop` is set, e.g. by Ctrl-C), printing progress
@@ -586,10 +591,15 @@ pub fn train(
 /// train` and the window).
 pub fn run_config(a: &TrainArgs, images: usize) -> Result<crate::train::worker::RunConfig> {
     let model = ModelConfig::preset(&a.preset)?;
-    let augment = match a.augment {
+    let mut augment = match a.augment {
         Some(mode) => AugmentConfig::with_mode(mode),
         None => AugmentConfig::default_for(images),
     };
+    if let Some(c) = a.cutout {
+        augment.cutout = c;
+    }
+    augment.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let explicit = (a.augment.is_some() || a.cutout.is_some()).then(|| augment.clone());
     Ok(crate::train::worker::RunConfig {
         out: a.out.clone(),
         model,
@@ -602,7 +612,7 @@ pub fn run_config(a: &TrainArgs, images: usize) -> Result<crate::train::worker::
             augment,
             ..Default::default()
         },
-        augment: a.augment.map(AugmentConfig::with_mode),
+        augment: explicit,
         backend: a.backend,
         kimg: a.kimg,
         checkpoint_kimg: a.checkpoint_kimg,
@@ -903,6 +913,41 @@ pub fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn train_args(extra: &[&str]) -> TrainArgs {
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            a: TrainArgs,
+        }
+        use clap::Parser;
+        let argv = ["inrgan", "--out", "runs/x"].iter().chain(extra);
+        W::try_parse_from(argv).unwrap().a
+    }
+
+    #[test]
+    fn cutout_and_augment_set_the_runs_augmentation() {
+        use crate::train::augment::AugmentMode;
+        // Nothing given: the data set's default, which a resume does not override.
+        let run = run_config(&train_args(&[]), 100).unwrap();
+        assert_eq!(run.train.augment.mode, AugmentMode::Fixed);
+        assert_eq!(run.train.augment.cutout, 0.5);
+        assert!(run.augment.is_none());
+        // --cutout 0: colour and translation only, and it replaces a resumed run's.
+        let run = run_config(&train_args(&["--augment", "fixed", "--cutout", "0"]), 100).unwrap();
+        assert_eq!(run.train.augment.cutout, 0.0);
+        assert_eq!(run.augment.as_ref().map(|a| a.cutout), Some(0.0));
+        let run = run_config(&train_args(&["--cutout", "0.25"]), 100_000).unwrap();
+        assert_eq!(run.train.augment.mode, AugmentMode::None);
+        assert_eq!(run.augment.map(|a| a.cutout), Some(0.25));
+        for bad in ["--cutout=1.5", "--cutout=-0.1", "--cutout=NaN"] {
+            let e = run_config(&train_args(&[bad]), 100)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains("cutout"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn anchors_parse_four_seeds_in_range() {

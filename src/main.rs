@@ -133,6 +133,16 @@ enum Command {
         #[arg(long, value_parser = inrgan::engine::parse_anchors)]
         anchors: Option<[u64; 4]>,
     },
+    /// A compact copy of a training checkpoint (G-EMA and D in half floats, the run's state;
+    /// no G or Adam moments) that `train --resume` continues from on another machine.
+    Carry {
+        /// A checkpoint folder (ckpt-STEP).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The folder to write `ckpt-STEP` into (e.g. a new run folder).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The walk through four anchor seeds as frames and one looping animated PNG (what the
     /// explorer's Animate shows).
     Walk {
@@ -473,6 +483,15 @@ fn main() -> Result<()> {
                 "{}",
                 inrgan::engine::ship(&checkpoint, &out, &data, !f32, anchors)?
             );
+            Ok(())
+        }
+        Command::Carry { checkpoint, out } => {
+            let dest = inrgan::train::checkpoint::carry(&checkpoint, &out)?;
+            let size: u64 = std::fs::read_dir(&dest)?
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            println!("wrote {} ({:.1} MB)", dest.display(), size as f64 / 1e6);
             Ok(())
         }
         Command::Walk {

@@ -184,6 +184,81 @@ fn resuming_from_a_checkpoint_continues_the_same_run() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `carry`: a compact checkpoint (G-EMA and D in half floats, the state; no G, no Adam) that a
+/// run resumes from on another machine: the run's position is exact, G starts from G-EMA,
+/// the weights are the originals rounded to half floats, and training goes on.
+#[test]
+fn a_carried_checkpoint_resumes_the_run_from_its_ema_generator() {
+    use inrgan::model::weights::{f16_to_f32, f32_to_f16};
+    let model = ModelConfig::preset("tiny").unwrap();
+    let dir = std::env::temp_dir().join(format!("inrgan-carry-{}", std::process::id()));
+    let mut be = CpuBackend::new().unwrap();
+    let mut t1 = Trainer::new(&mut be, &model, cfg()).unwrap();
+    for i in 0..3 {
+        t1.step(&mut be, &shapes(4, 100 + i)).unwrap();
+    }
+    t1.history.push((12, "swd".into(), 42.0));
+    let ck = inrgan::train::checkpoint::save(&t1, &mut be, &dir.join("run")).unwrap();
+    let carried = inrgan::train::checkpoint::carry(&ck, &dir.join("carry")).unwrap();
+    let size = |p: &std::path::Path| -> u64 {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let mut names: Vec<String> = std::fs::read_dir(&carried)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "d.ron",
+            "d.safetensors",
+            "g_ema.ron",
+            "g_ema.safetensors",
+            "state.ron"
+        ]
+    );
+    assert!(
+        size(&carried) * 4 < size(&ck),
+        "{} vs {}",
+        size(&carried),
+        size(&ck)
+    );
+    let mut be2 = CpuBackend::new().unwrap();
+    let mut t2 = inrgan::train::checkpoint::load(&mut be2, &carried).unwrap();
+    assert_eq!((t2.step, t2.images), (t1.step, t1.images));
+    assert_eq!(t2.history, t1.history);
+    assert_eq!(t2.rng.state(), t1.rng.state());
+    let half = |v: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+        v.into_iter()
+            .map(|t| t.into_iter().map(|x| f16_to_f32(f32_to_f16(x))).collect())
+            .collect()
+    };
+    let ema = half(t1.g_ema.to_host(&mut be).unwrap());
+    assert_eq!(t2.g_ema.to_host(&mut be2).unwrap(), ema);
+    assert_eq!(t2.gp.to_host(&mut be2).unwrap(), ema, "G starts from G-EMA");
+    assert_eq!(
+        t2.dp.to_host(&mut be2).unwrap(),
+        half(t1.dp.to_host(&mut be).unwrap())
+    );
+    // Training goes on from there, with finite losses, and moves G.
+    for i in 3..5 {
+        let s = t2.step(&mut be2, &shapes(4, 100 + i)).unwrap();
+        assert!(s.g_loss.is_finite() && s.d_loss.is_finite(), "{s:?}");
+    }
+    assert_eq!(t2.step, t1.step + 2);
+    assert_ne!(t2.gp.to_host(&mut be2).unwrap(), ema);
+    // A missing state is a clear error, and nothing is left behind.
+    let err = inrgan::train::checkpoint::carry(&dir.join("nowhere"), &dir.join("carry2"))
+        .err()
+        .expect("no checkpoint");
+    assert!(err.to_string().contains("state.ron"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// The acceptance test of the trainer: the tiny preset learns a tiny synthetic data set (discs
 /// and squares on white) within a few hundred steps on the CPU backend, and the SWD of its EMA
 /// samples falls clearly below the untrained generator's.

@@ -188,6 +188,7 @@ impl TrainingPanel {
             sample_every: s.sample_every,
             no_mirror: false,
             augment: s.augment,
+            cutout: None,
         }
     }
 

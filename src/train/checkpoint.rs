@@ -144,9 +144,25 @@ pub fn load<B: Backend>(be: &mut B, ckpt: &Path) -> Result<Trainer<B>, TrainErro
             let (_, _, host) = weights::load(&ckpt.join(file), move |_| owned)?;
             Ok(ParamSet::from_host(be, specs, &host)?)
         };
-    t.gp = load_set(be, "g.safetensors", &g_specs)?;
     t.g_ema = load_set(be, "g_ema.safetensors", &g_specs)?;
     t.dp = load_set(be, "d.safetensors", &d_specs)?;
+    t.history = state.history;
+    t.step = state.step;
+    t.images = state.images;
+    t.rng = Rng::from_state(state.rng);
+    t.aug = state.augment;
+    if !ckpt.join("adam.safetensors").exists() {
+        // A carried checkpoint (see [`carry`]): G starts from G-EMA, Adam from scratch (its
+        // first moment is unused with beta1 = 0; the second re-warms within ~100 steps, and
+        // the step count restarts so that the bias correction matches).
+        if ckpt.join("g.safetensors").exists() {
+            t.gp = load_set(be, "g.safetensors", &g_specs)?;
+        } else {
+            t.gp = load_set(be, "g_ema.safetensors", &g_specs)?;
+        }
+        return Ok(t);
+    }
+    t.gp = load_set(be, "g.safetensors", &g_specs)?;
     let all = opt_specs(&g_specs, &d_specs);
     let owned = all.clone();
     let (_, _, host) = weights::load(&ckpt.join("adam.safetensors"), move |_| owned)?;
@@ -170,10 +186,55 @@ pub fn load<B: Backend>(be: &mut B, ckpt: &Path) -> Result<Trainer<B>, TrainErro
     };
     t.g_opt.t = state.adam_t[0];
     t.d_opt.t = state.adam_t[1];
-    t.history = state.history;
-    t.step = state.step;
-    t.images = state.images;
-    t.rng = Rng::from_state(state.rng);
-    t.aug = state.augment;
     Ok(t)
+}
+
+/// Writes a compact copy of checkpoint `ckpt` as `out/ckpt-STEP` that a run resumes from:
+/// G-EMA and D in half floats and the state, without G and the Adam moments (a quarter of
+/// the size; see [`load`]). It is how a long run crosses to another machine: the run's
+/// position (images, data order, random stream, metric history) is kept exactly, the
+/// optimiser re-warms.
+pub fn carry(ckpt: &Path, out: &Path) -> Result<PathBuf, TrainError> {
+    let io = |e: std::io::Error, p: &Path| TrainError::Checkpoint(format!("{}: {e}", p.display()));
+    let state_path = ckpt.join("state.ron");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| io(e, &state_path))?;
+    let state: TrainState = ron::from_str(&text)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", state_path.display())))?;
+    let name = format!("ckpt-{:08}", state.step);
+    let dest = out.join(&name);
+    let tmp = out.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| -> Result<(), TrainError> {
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
+        let g_specs = crate::model::generator::Generator::new(&state.model)
+            .specs()
+            .to_vec();
+        let d_specs = crate::model::discriminator::Discriminator::new(&state.model)
+            .specs()
+            .to_vec();
+        for (file, specs) in [("g_ema.safetensors", g_specs), ("d.safetensors", d_specs)] {
+            let owned = specs.clone();
+            let (cfg, _, values) = weights::load(&ckpt.join(file), move |_| owned)?;
+            if cfg != state.model {
+                return Err(TrainError::Checkpoint(format!(
+                    "{}: its model differs from state.ron's",
+                    ckpt.join(file).display()
+                )));
+            }
+            weights::save_as(&tmp.join(file), &cfg, &specs, &values, &[], true)?;
+        }
+        weights::write_atomic(&tmp.join("state.ron"), text.as_bytes())?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(|e| io(e, &dest))?;
+    }
+    std::fs::rename(&tmp, &dest).map_err(|e| io(e, &dest))?;
+    Ok(dest)
 }
