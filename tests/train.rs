@@ -253,9 +253,9 @@ fn a_carried_checkpoint_resumes_the_run_from_its_ema_generator() {
     assert_ne!(t2.gp.to_host(&mut be2).unwrap(), ema);
     // A missing state is a clear error, and nothing is left behind.
     let err = inrgan::train::checkpoint::carry(&dir.join("nowhere"), &dir.join("carry2"))
-        .err()
-        .expect("no checkpoint");
+        .unwrap_err();
     assert!(err.to_string().contains("state.ron"), "{err}");
+    assert!(!dir.join("carry2").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 
