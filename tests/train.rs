@@ -252,8 +252,8 @@ fn a_carried_checkpoint_resumes_the_run_from_its_ema_generator() {
     assert_eq!(t2.step, t1.step + 2);
     assert_ne!(t2.gp.to_host(&mut be2).unwrap(), ema);
     // A missing state is a clear error, and nothing is left behind.
-    let err = inrgan::train::checkpoint::carry(&dir.join("nowhere"), &dir.join("carry2"))
-        .unwrap_err();
+    let err =
+        inrgan::train::checkpoint::carry(&dir.join("nowhere"), &dir.join("carry2")).unwrap_err();
     assert!(err.to_string().contains("state.ron"), "{err}");
     assert!(!dir.join("carry2").exists());
     std::fs::remove_dir_all(&dir).ok();
