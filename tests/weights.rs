@@ -272,3 +272,33 @@ fn walk_writes_frames_and_an_animated_png() {
     assert!(inrgan::engine::walk(&m, &base, &spec, 0, &dir, None, 40, |_| true).is_err());
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `--preset` takes a model config file as well as a built-in name: an edited preset loads,
+/// and a missing, unparsable or invalid file is a clear error naming it.
+#[test]
+fn a_preset_may_be_a_ron_file() {
+    let dir = tmpdir("preset-file");
+    let base = ModelConfig::preset("tiny").unwrap();
+    let mut edited = base.clone();
+    edited.name = "tiny-edited".into();
+    edited.levels[0].emb.random = 3;
+    let path = dir.join("edited.ron");
+    std::fs::write(&path, edited.to_ron()).unwrap();
+    let loaded = ModelConfig::preset(path.to_str().unwrap()).unwrap();
+    assert_eq!(loaded, edited);
+    assert_ne!(loaded, base);
+    let missing = dir.join("missing.ron");
+    let e = ModelConfig::preset(missing.to_str().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("missing.ron"), "{e}");
+    let garbled = dir.join("garbled.ron");
+    std::fs::write(&garbled, "(name: \"x\", resolution: ").unwrap();
+    let e = ModelConfig::preset(garbled.to_str().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("garbled.ron"), "{e}");
+    let mut invalid = base;
+    invalid.levels.clear();
+    let bad = dir.join("invalid.ron");
+    std::fs::write(&bad, invalid.to_ron()).unwrap();
+    assert!(ModelConfig::preset(bad.to_str().unwrap()).is_err());
+    assert!(ModelConfig::preset("no-such-preset").is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -117,7 +117,17 @@ impl ModelConfig {
             .unwrap_or_else(|e| format!("/* unserialisable config: {e} */"))
     }
 
+    /// A built-in preset by name, or a model config read from a `.ron` file (a preset's text
+    /// edited: `assets/presets/` holds the built-in ones).
     pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        if name.ends_with(".ron") && !PRESETS.iter().any(|(n, _)| *n == name) {
+            let text = std::fs::read_to_string(name)
+                .map_err(|e| ConfigError::Parse(format!("{name}: {e}")))?;
+            return Self::from_ron(&text).map_err(|e| match e {
+                ConfigError::Parse(m) => ConfigError::Parse(format!("{name}: {m}")),
+                other => other,
+            });
+        }
         let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             ConfigError::UnknownPreset(
                 name.into(),
