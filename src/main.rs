@@ -375,6 +375,12 @@ fn main() -> Result<()> {
             supersample,
         } => {
             if let Some(side) = grid {
+                if levels.is_some() || raw.is_some() || recipe.is_some() {
+                    bail!(
+                        "--grid renders every level of the training square for each seed; \
+                         --levels, --raw and --recipe are for a single render (drop --grid)"
+                    );
+                }
                 let (size, _) = parse_size(&size)?;
                 let source = inrgan::engine::render_grid(
                     weights.as_deref(),

@@ -34,3 +34,24 @@ fn a_copied_binary_opens_the_embedded_built_in_model_and_emoji() {
     assert!(halves.contains("8 vs 8"), "{halves}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `render --grid` with an option only a single render honours is refused with a message,
+/// not silently ignored, and writes nothing.
+#[test]
+fn a_grid_with_single_render_options_is_refused() {
+    let dir = std::env::temp_dir().join(format!("inrgan-grid-opts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("grid.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_inrgan"))
+        .args([
+            "render", "--grid", "2", "--size", "8", "--levels", "1", "--out",
+        ])
+        .arg(&png)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(text.contains("--levels"), "{text}");
+    assert!(!png.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
