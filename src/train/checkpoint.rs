@@ -61,16 +61,8 @@ fn opt_specs(g: &[ParamSpec], d: &[ParamSpec]) -> Vec<ParamSpec> {
 
 /// Writes the checkpoint of `t` as `dir/ckpt-STEP` and returns its path.
 pub fn save<B: Backend>(t: &Trainer<B>, be: &mut B, dir: &Path) -> Result<PathBuf, TrainError> {
-    let name = format!("ckpt-{:08}", t.step);
-    let out = dir.join(&name);
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let io = |e: std::io::Error, p: &Path| TrainError::Checkpoint(format!("{}: {e}", p.display()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
     let model = &t.g.cfg;
-    let result = (|| -> Result<(), TrainError> {
+    write_folder(dir, t.step, |tmp| {
         weights::save(
             &tmp.join("g.safetensors"),
             model,
@@ -116,25 +108,53 @@ pub fn save<B: Backend>(t: &Trainer<B>, be: &mut B, dir: &Path) -> Result<PathBu
             .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         weights::write_atomic(&tmp.join("state.ron"), text.as_bytes())?;
         Ok(())
+    })
+}
+
+fn io_error(e: std::io::Error, p: &Path) -> TrainError {
+    TrainError::Checkpoint(format!("{}: {e}", p.display()))
+}
+
+/// Writes `dir/ckpt-STEP` atomically: `fill` writes the files into a temporary folder, which
+/// is removed if it fails and otherwise renamed over any earlier folder of that name.
+fn write_folder(
+    dir: &Path,
+    step: u64,
+    fill: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<PathBuf, TrainError> {
+    let name = format!("ckpt-{step:08}");
+    let out = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| io_error(e, &tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| io_error(e, &tmp))?;
+        fill(&tmp)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
     if out.exists() {
-        std::fs::remove_dir_all(&out).map_err(|e| io(e, &out))?;
+        std::fs::remove_dir_all(&out).map_err(|e| io_error(e, &out))?;
     }
-    std::fs::rename(&tmp, &out).map_err(|e| io(e, &out))?;
+    std::fs::rename(&tmp, &out).map_err(|e| io_error(e, &out))?;
     Ok(out)
+}
+
+/// The text of `ckpt/state.ron` and the state it holds.
+fn read_state(ckpt: &Path) -> Result<(String, TrainState), TrainError> {
+    let path = ckpt.join("state.ron");
+    let text = std::fs::read_to_string(&path).map_err(|e| io_error(e, &path))?;
+    let state = ron::from_str(&text)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", ckpt.display())))?;
+    Ok((text, state))
 }
 
 /// Reads a checkpoint folder back into a trainer on `be`.
 pub fn load<B: Backend>(be: &mut B, ckpt: &Path) -> Result<Trainer<B>, TrainError> {
-    let text = std::fs::read_to_string(ckpt.join("state.ron")).map_err(|e| {
-        TrainError::Checkpoint(format!("{}: {e}", ckpt.join("state.ron").display()))
-    })?;
-    let state: TrainState = ron::from_str(&text)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", ckpt.display())))?;
+    let (_, state) = read_state(ckpt)?;
     let mut t = Trainer::new(be, &state.model, state.train.clone())?;
     let g_specs = t.gp.specs.clone();
     let d_specs = t.dp.specs.clone();
@@ -195,19 +215,8 @@ pub fn load<B: Backend>(be: &mut B, ckpt: &Path) -> Result<Trainer<B>, TrainErro
 /// position (images, data order, random stream, metric history) is kept exactly, the
 /// optimiser re-warms.
 pub fn carry(ckpt: &Path, out: &Path) -> Result<PathBuf, TrainError> {
-    let io = |e: std::io::Error, p: &Path| TrainError::Checkpoint(format!("{}: {e}", p.display()));
-    let state_path = ckpt.join("state.ron");
-    let text = std::fs::read_to_string(&state_path).map_err(|e| io(e, &state_path))?;
-    let state: TrainState = ron::from_str(&text)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", state_path.display())))?;
-    let name = format!("ckpt-{:08}", state.step);
-    let dest = out.join(&name);
-    let tmp = out.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| -> Result<(), TrainError> {
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(|e| io(e, &tmp))?;
+    let (text, state) = read_state(ckpt)?;
+    write_folder(out, state.step, |tmp| {
         let g_specs = crate::model::generator::Generator::new(&state.model)
             .specs()
             .to_vec();
@@ -227,14 +236,5 @@ pub fn carry(ckpt: &Path, out: &Path) -> Result<PathBuf, TrainError> {
         }
         weights::write_atomic(&tmp.join("state.ron"), text.as_bytes())?;
         Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(|e| io(e, &dest))?;
-    }
-    std::fs::rename(&tmp, &dest).map_err(|e| io(e, &dest))?;
-    Ok(dest)
+    })
 }
