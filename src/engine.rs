@@ -502,7 +502,7 @@ pub struct TrainArgs {
     /// emoji, emoji:CATEGORY, or a path to a folder or .zip of images.
     #[arg(long, default_value = "emoji")]
     pub data: String,
-    /// A built-in preset (tiny, emoji32, emoji64, paper256) or a model config file (`.ron`; the
+    /// A built-in preset (tiny, emoji32, emoji32-smooth, emoji64, paper256) or a model config file (`.ron`; the
     /// presets' texts are in assets/presets/).
     #[arg(long, default_value = "emoji32")]
     pub preset: String,

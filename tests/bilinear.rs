@@ -31,7 +31,9 @@ fn presets_link_as_documented_and_old_configs_load_as_nearest() {
     for (name, link) in [
         ("tiny", LinkMode::Nearest),
         ("tiny-bilinear", LinkMode::Bilinear),
+        ("tiny-smooth", LinkMode::Bilinear),
         ("emoji32", LinkMode::Bilinear),
+        ("emoji32-smooth", LinkMode::Bilinear),
         ("emoji64", LinkMode::Bilinear),
         ("paper256", LinkMode::Bilinear),
     ] {
@@ -54,7 +56,7 @@ fn presets_link_as_documented_and_old_configs_load_as_nearest() {
 /// the coarse levels on their grids plus one ring of halo cells, samples at cell centres.
 #[test]
 fn bilinear_link_on_the_training_grid_is_a_fixed_2x_linear_upsampling() {
-    for preset in ["tiny-bilinear", "emoji32"] {
+    for preset in ["tiny-bilinear", "emoji32", "emoji32-smooth"] {
         let g = model(preset);
         let plan = g.training_plan();
         let n = plan.levels.len();
@@ -163,50 +165,56 @@ fn bilinear_superresolution_contains_the_training_pixels() {
     }
 }
 
-/// The 8x render of random emoji32 weights over the training square: the step across the 8²
-/// and 16² grids' cell boundaries against the step elsewhere. Bilinear links: within 1.5x;
-/// the same weights with nearest links: far past it (the test can fail).
+/// The 8x render of random emoji32 and emoji32-smooth weights over the training square: the
+/// step across the 8² and 16² grids' cell boundaries against the step elsewhere. Bilinear links:
+/// within 1.5x; the same weights with nearest links: far past it (the test can fail).
 #[test]
 fn bilinear_links_have_no_seams_and_nearest_links_do() {
-    let cfg = ModelConfig::preset("emoji32").unwrap();
-    let mut be = CpuBackend::new().unwrap();
-    let size = 8 * cfg.resolution;
-    let mut ratios = Vec::new();
-    for link in [LinkMode::Bilinear, LinkMode::Nearest] {
-        let g = Generator::new(&ModelConfig {
-            link,
-            ..cfg.clone()
-        });
-        let p = ParamSet::init(&mut be, g.specs(), 1).unwrap();
-        let mut worst: f64 = 0.0;
-        for seed in [1, 2] {
-            let w = w_of(&g, &mut be, &p, seed);
-            let img = g
-                .render(&mut be, &p, &w, Window::TRAINING, size, size)
-                .unwrap();
-            let s8 = seams_planar(&img, size, size, 8, &[]);
-            let s16 = seams_planar(&img, size, size, 16, &[8]);
-            eprintln!(
-                "{link:?} seed {seed}: 8² {:.2}, 16² {:.2}",
-                s8.ratio, s16.ratio
-            );
-            worst = worst.max(s8.ratio).max(s16.ratio);
+    for preset in ["emoji32", "emoji32-smooth"] {
+        let cfg = ModelConfig::preset(preset).unwrap();
+        let mut be = CpuBackend::new().unwrap();
+        let size = 8 * cfg.resolution;
+        let mut ratios = Vec::new();
+        for link in [LinkMode::Bilinear, LinkMode::Nearest] {
+            let g = Generator::new(&ModelConfig {
+                link,
+                ..cfg.clone()
+            });
+            let p = ParamSet::init(&mut be, g.specs(), 1).unwrap();
+            let mut worst: f64 = 0.0;
+            for seed in [1, 2] {
+                let w = w_of(&g, &mut be, &p, seed);
+                let img = g
+                    .render(&mut be, &p, &w, Window::TRAINING, size, size)
+                    .unwrap();
+                let s8 = seams_planar(&img, size, size, 8, &[]);
+                let s16 = seams_planar(&img, size, size, 16, &[8]);
+                eprintln!(
+                    "{preset} {link:?} seed {seed}: 8² {:.2}, 16² {:.2}",
+                    s8.ratio, s16.ratio
+                );
+                worst = worst.max(s8.ratio).max(s16.ratio);
+            }
+            ratios.push(worst);
         }
-        ratios.push(worst);
+        assert!(
+            ratios[0] <= 1.5,
+            "{preset} bilinear seams: {:.2}",
+            ratios[0]
+        );
+        assert!(
+            ratios[1] > 1.5,
+            "{preset}: nearest links should show seams: {:.2}",
+            ratios[1]
+        );
     }
-    assert!(ratios[0] <= 1.5, "bilinear seams: {:.2}", ratios[0]);
-    assert!(
-        ratios[1] > 1.5,
-        "nearest links should show seams: {:.2}",
-        ratios[1]
-    );
 }
 
 /// Anti-aliased zoom-out: at an integer ratio a supersampled tile is exactly the box average of
 /// the same window rendered at full density, and the ratio picks n.
 #[test]
 fn supersampling_equals_the_box_average_of_the_full_density_render() {
-    for preset in ["tiny", "tiny-bilinear"] {
+    for preset in ["tiny", "tiny-bilinear", "tiny-smooth"] {
         let g = model(preset);
         let mut be = CpuBackend::new().unwrap();
         let p = ParamSet::init(&mut be, g.specs(), 6).unwrap();

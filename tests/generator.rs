@@ -163,17 +163,19 @@ fn tiles_join_without_seams() {
         Window::new(-1.7, -0.9, 2.3, 1.45),
         16,
     );
-    let g = Generator::new(&ModelConfig::preset("tiny-bilinear").unwrap());
-    let win = Window::new(-2.7, -0.9, 1.3, 2.45);
-    tiles_equal_whole(
-        &g,
-        &mut inrgan::backend::cpu::CpuBackend::new().unwrap(),
-        4,
-        3,
-        win,
-        11,
-    );
-    tiles_equal_whole(&g, &mut GpuBackend::new(ctx()), 4, 3, win, 11);
+    for name in ["tiny-bilinear", "tiny-smooth"] {
+        let g = Generator::new(&ModelConfig::preset(name).unwrap());
+        let win = Window::new(-2.7, -0.9, 1.3, 2.45);
+        tiles_equal_whole(
+            &g,
+            &mut inrgan::backend::cpu::CpuBackend::new().unwrap(),
+            4,
+            3,
+            win,
+            11,
+        );
+        tiles_equal_whole(&g, &mut GpuBackend::new(ctx()), 4, 3, win, 11);
+    }
 }
 
 #[test]
@@ -436,7 +438,13 @@ fn fused_matches_unfused<B: Backend>(be: &mut B, name: &str, seed: u64, tol: f32
 #[test]
 fn fused_blocks_match_the_unfused_layers() {
     // emoji64: a 5x256 block, the longest that stays under lavapipe's loop limit.
-    for (name, seed) in [("tiny", 11), ("emoji32", 5), ("emoji64", 6)] {
+    for (name, seed) in [
+        ("tiny", 11),
+        ("tiny-smooth", 12),
+        ("emoji32", 5),
+        ("emoji32-smooth", 7),
+        ("emoji64", 6),
+    ] {
         let mut be = GpuBackend::new(ctx());
         be.set_fused(true);
         fused_matches_unfused(&mut be, name, seed, 2e-4);
@@ -511,7 +519,13 @@ fn strips_are_sized_by_the_path_the_backend_takes() {
 #[test]
 fn cpu_fused_blocks_match_the_unfused_layers() {
     // The CPU backend's fused blocks (tiles of pixels through every layer).
-    for (name, seed) in [("tiny", 11), ("emoji32", 5), ("emoji64", 6)] {
+    for (name, seed) in [
+        ("tiny", 11),
+        ("tiny-smooth", 12),
+        ("emoji32", 5),
+        ("emoji32-smooth", 7),
+        ("emoji64", 6),
+    ] {
         let mut be = inrgan::backend::cpu::CpuBackend::new().unwrap();
         be.set_fused(true);
         fused_matches_unfused(&mut be, name, seed, 1e-4);

@@ -1,7 +1,7 @@
 //! The whole generator on every backend: GPU and CPU against the f64 reference backend, and the
 //! reference backend's gradients against central finite differences, for a random subset of
 //! every parameter tensor and of the input w (tiny preset with nearest and with bilinear links,
-//! batch 2).
+//! and with embeddings at the coarsest level only; batch 2).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -18,8 +18,9 @@ use inrgan::model::params::ParamSet;
 const BATCH: usize = 2;
 const SEED: u64 = 21;
 
-/// Both links: nearest (2x upsampling) and bilinear (taps, halo cells, their transpose).
-const PRESETS: [&str; 2] = ["tiny", "tiny-bilinear"];
+/// Both links: nearest (2x upsampling) and bilinear (taps, halo cells, their transpose), and
+/// finer levels without embeddings (their input is the link's features alone).
+const PRESETS: [&str; 3] = ["tiny", "tiny-bilinear", "tiny-smooth"];
 
 fn setup(preset: &str) -> (Generator, Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let cfg = ModelConfig::preset(preset).unwrap();

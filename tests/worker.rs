@@ -139,6 +139,31 @@ fn a_run_writes_its_folder_and_resumes() {
             images: 80
         })
     ));
+    assert!(!ev.iter().any(|e| matches!(e, Event::Warning(_))));
+    // Resuming with another preset continues the checkpoint's model, and says so.
+    let mut other = run_cfg(dir.clone(), 0.088, true);
+    other.model = ModelConfig::preset("tiny-smooth").unwrap();
+    let w = spawn(other, synthetic(None), None);
+    let ev = collect(&w.events);
+    w.handle.join().unwrap();
+    let warn = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Warning(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("a warning that the preset is not used");
+    assert!(
+        warn.contains("model tiny,") && warn.contains("(tiny-smooth)"),
+        "{warn}"
+    );
+    assert!(matches!(
+        ev.last(),
+        Some(Event::Finished {
+            step: 22,
+            images: 88
+        })
+    ));
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -556,7 +556,7 @@ impl TrainingPanel {
         egui::ComboBox::from_label("Preset")
             .selected_text(s.preset.clone())
             .show_ui(ui, |ui| {
-                for p in ["tiny", "emoji32", "emoji64"] {
+                for p in ["tiny", "emoji32", "emoji32-smooth", "emoji64"] {
                     ui.selectable_value(&mut s.preset, p.to_string(), p);
                 }
             });

@@ -97,7 +97,15 @@ pub const PRESETS: &[(&str, &str)] = &[
         "tiny-bilinear",
         include_str!("../../assets/presets/tiny-bilinear.ron"),
     ),
+    (
+        "tiny-smooth",
+        include_str!("../../assets/presets/tiny-smooth.ron"),
+    ),
     ("emoji32", include_str!("../../assets/presets/emoji32.ron")),
+    (
+        "emoji32-smooth",
+        include_str!("../../assets/presets/emoji32-smooth.ron"),
+    ),
     ("emoji64", include_str!("../../assets/presets/emoji64.ron")),
     (
         "paper256",

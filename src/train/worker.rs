@@ -207,6 +207,15 @@ fn run_loop<B: Backend>(
     let mut t = match latest_checkpoint(&run.out).filter(|_| run.resume) {
         Some(ck) => {
             let mut t = checkpoint::load(be, &ck).map_err(s)?;
+            if t.g.cfg != run.model {
+                let _ = tx.send(Event::Warning(format!(
+                    "resuming {}: it trains the model {}, not the preset asked for ({}); \
+                     the checkpoint's model goes on",
+                    ck.display(),
+                    t.g.cfg.name,
+                    run.model.name
+                )));
+            }
             if let Some(a) = &run.augment
                 && *a != t.cfg.augment
             {
