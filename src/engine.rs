@@ -502,9 +502,10 @@ pub struct TrainArgs {
     /// emoji, emoji:CATEGORY, or a path to a folder or .zip of images.
     #[arg(long, default_value = "emoji")]
     pub data: String,
-    /// A built-in preset (tiny, emoji32, emoji32-smooth, emoji64, paper256) or a model config file (`.ron`; the
-    /// presets' texts are in assets/presets/).
-    #[arg(long, default_value = "emoji32")]
+    /// A built-in preset (tiny, emoji32, emoji32-smooth, emoji64, paper256) or a model config
+    /// file (`.ron`; the presets' texts are in assets/presets/). With --resume, the checkpoint's
+    /// model goes on (a different preset is a warning).
+    #[arg(long, default_value = "emoji32-smooth")]
     pub preset: String,
     /// Run folder (checkpoints, metrics.jsonl, sample grids).
     #[arg(long)]

@@ -44,7 +44,7 @@ impl Default for TrainSettings {
     fn default() -> Self {
         Self {
             data: "emoji".into(),
-            preset: "emoji32".into(),
+            preset: "emoji32-smooth".into(),
             batch: 32,
             lr_g: 0.0025,
             lr_d: 0.0025,

@@ -69,7 +69,7 @@ if [ "$PHASE" = measure ]; then
     log "measure done"
 elif [ "$PHASE" = train ]; then
     log "train $DATA for ${TRAIN_S}s on the GPU backend"
-    timeout --signal=INT "$TRAIN_S" $B train --backend gpu --data "$DATA" --preset emoji32 \
+    timeout --signal=INT "$TRAIN_S" $B train --backend gpu --data "$DATA" --preset emoji32-smooth \
         --out "$WORK/run" --kimg 100000 --checkpoint-kimg 20 --sample-every 500 2>&1 \
         | tr '\r' '\n' | grep -v '^\s*$' | tail -40 > "$OUT/train.txt"
     # Ctrl-C (SIGINT) makes the trainer save a checkpoint; ship its EMA generator (f16).
