@@ -164,6 +164,20 @@ fn a_run_writes_its_folder_and_resumes() {
             images: 88
         })
     ));
+    // The same model under another name (an edited preset file) goes on without a warning.
+    let mut renamed = run_cfg(dir.clone(), 0.096, true);
+    renamed.model.name = "my-tiny".into();
+    let w = spawn(renamed, synthetic(None), None);
+    let ev = collect(&w.events);
+    w.handle.join().unwrap();
+    assert!(!ev.iter().any(|e| matches!(e, Event::Warning(_))));
+    assert!(matches!(
+        ev.last(),
+        Some(Event::Finished {
+            step: 24,
+            images: 96
+        })
+    ));
     std::fs::remove_dir_all(&dir).ok();
 }
 

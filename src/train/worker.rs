@@ -207,7 +207,12 @@ fn run_loop<B: Backend>(
     let mut t = match latest_checkpoint(&run.out).filter(|_| run.resume) {
         Some(ck) => {
             let mut t = checkpoint::load(be, &ck).map_err(s)?;
-            if t.g.cfg != run.model {
+            // The same model under another name is not worth a warning.
+            let renamed = crate::model::config::ModelConfig {
+                name: run.model.name.clone(),
+                ..t.g.cfg.clone()
+            };
+            if renamed != run.model {
                 let _ = tx.send(Event::Warning(format!(
                     "resuming {}: it trains the model {}, not the preset asked for ({}); \
                      the checkpoint's model goes on",
