@@ -435,16 +435,19 @@ fn fused_matches_unfused<B: Backend>(be: &mut B, name: &str, seed: u64, tol: f32
     }
 }
 
+/// The presets (and parameter seeds) whose fused blocks both backends check.
+const FUSED_CASES: [(&str, u64); 5] = [
+    ("tiny", 11),
+    ("tiny-smooth", 12),
+    ("emoji32", 5),
+    ("emoji32-smooth", 7),
+    ("emoji64", 6),
+];
+
 #[test]
 fn fused_blocks_match_the_unfused_layers() {
     // emoji64: a 5x256 block, the longest that stays under lavapipe's loop limit.
-    for (name, seed) in [
-        ("tiny", 11),
-        ("tiny-smooth", 12),
-        ("emoji32", 5),
-        ("emoji32-smooth", 7),
-        ("emoji64", 6),
-    ] {
+    for (name, seed) in FUSED_CASES {
         let mut be = GpuBackend::new(ctx());
         be.set_fused(true);
         fused_matches_unfused(&mut be, name, seed, 2e-4);
@@ -519,13 +522,7 @@ fn strips_are_sized_by_the_path_the_backend_takes() {
 #[test]
 fn cpu_fused_blocks_match_the_unfused_layers() {
     // The CPU backend's fused blocks (tiles of pixels through every layer).
-    for (name, seed) in [
-        ("tiny", 11),
-        ("tiny-smooth", 12),
-        ("emoji32", 5),
-        ("emoji32-smooth", 7),
-        ("emoji64", 6),
-    ] {
+    for (name, seed) in FUSED_CASES {
         let mut be = inrgan::backend::cpu::CpuBackend::new().unwrap();
         be.set_fused(true);
         fused_matches_unfused(&mut be, name, seed, 1e-4);

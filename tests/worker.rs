@@ -60,6 +60,13 @@ fn collect(events: &std::sync::mpsc::Receiver<Event>) -> Vec<Event> {
     }
 }
 
+fn first_warning(ev: &[Event]) -> Option<String> {
+    ev.iter().find_map(|e| match e {
+        Event::Warning(m) => Some(m.clone()),
+        _ => None,
+    })
+}
+
 #[test]
 fn a_run_writes_its_folder_and_resumes() {
     let dir = std::env::temp_dir().join(format!("inrgan-run-{}", std::process::id()));
@@ -139,20 +146,14 @@ fn a_run_writes_its_folder_and_resumes() {
             images: 80
         })
     ));
-    assert!(!ev.iter().any(|e| matches!(e, Event::Warning(_))));
+    assert_eq!(first_warning(&ev), None);
     // Resuming with another preset continues the checkpoint's model, and says so.
     let mut other = run_cfg(dir.clone(), 0.088, true);
     other.model = ModelConfig::preset("tiny-smooth").unwrap();
     let w = spawn(other, synthetic(None), None);
     let ev = collect(&w.events);
     w.handle.join().unwrap();
-    let warn = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::Warning(m) => Some(m.clone()),
-            _ => None,
-        })
-        .expect("a warning that the preset is not used");
+    let warn = first_warning(&ev).expect("a warning that the preset is not used");
     assert!(
         warn.contains("model tiny,") && warn.contains("(tiny-smooth)"),
         "{warn}"
@@ -170,7 +171,7 @@ fn a_run_writes_its_folder_and_resumes() {
     let w = spawn(renamed, synthetic(None), None);
     let ev = collect(&w.events);
     w.handle.join().unwrap();
-    assert!(!ev.iter().any(|e| matches!(e, Event::Warning(_))));
+    assert_eq!(first_warning(&ev), None);
     assert!(matches!(
         ev.last(),
         Some(Event::Finished {
@@ -189,13 +190,7 @@ fn a_nan_rolls_back_to_the_last_checkpoint_with_lower_learning_rates() {
     let w = spawn(run_cfg(dir.clone(), 0.04, false), synthetic(Some(8)), None);
     let ev = collect(&w.events);
     w.handle.join().unwrap();
-    let warn = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::Warning(m) => Some(m.clone()),
-            _ => None,
-        })
-        .expect("a rollback warning");
+    let warn = first_warning(&ev).expect("a rollback warning");
     assert!(
         warn.contains("rolled back") && warn.contains("ckpt-00000005"),
         "{warn}"
