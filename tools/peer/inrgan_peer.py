@@ -651,7 +651,8 @@ class Generator(torch.nn.Module):
         ys = torch.tensor(grid["ys"], dtype=self.dtype, device=self.device)
         f = self.freqs[k]
         phi = f[:, 0, None, None] * xs[None, None, :] + f[:, 1, None, None] * ys[None, :, None]
-        phi = phi.reshape(f.shape[0], -1)
+        # A level without embeddings (`log_res: 0, random: 0`, the *-smooth presets) has zero rows.
+        phi = phi.reshape(f.shape[0], xs.shape[0] * ys.shape[0])
         return torch.cat([torch.sin(phi), torch.cos(phi)], 0)[None]
 
     @staticmethod

@@ -2,7 +2,7 @@
 """Train an INR-GAN generator at scale with PyTorch DDP; the output opens in the explorer.
 
     torchrun --standalone --nproc_per_node=N tools/torch/train.py --data emoji:smileys \\
-        --preset emoji32 --out RUN --kimg 200            # N GPUs (nccl)
+        --preset emoji32-smooth --out RUN --kimg 200     # N GPUs (nccl)
     python3 -m torch.distributed.run --standalone --nproc_per_node=2 tools/torch/train.py \\
         --data emoji:smileys --preset tiny --out RUN --kimg 0.2 --device cpu   # gloo on the CPU
     python3 tools/torch/train.py ... (no launcher: one process, no process group)
@@ -481,7 +481,7 @@ def args_data(a):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="emoji", help="emoji, emoji:CATEGORY, or a folder or .zip of images")
-    ap.add_argument("--preset", default="emoji32")
+    ap.add_argument("--preset", default="emoji32-smooth")
     ap.add_argument("--out", required=True, help="run folder")
     ap.add_argument("--kimg", type=float, default=100.0, help="length in thousands of images shown to D")
     ap.add_argument("--resume", action="store_true", help="continue the newest ckpt-* in --out")
