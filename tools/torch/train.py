@@ -199,6 +199,8 @@ class Run:
         self.d_opt = adam(self.d_params, args.lr_d, self.r1_interval)
         self.aug_cfg = (A.AugmentConfig.with_mode(args.augment) if args.augment
                         else A.AugmentConfig.default_for(self.n_images))
+        if args.cutout is not None:
+            self.aug_cfg.cutout = args.cutout
         self.aug = A.AugmentState.new(self.aug_cfg)
         self.step, self.images_done, self.speed = 0, 0, None
         self.history = []  # (images, name, value)
@@ -399,7 +401,7 @@ class Run:
                     net.P(s[0]).copy_(torch.from_numpy(st[key][s[0]]))
         self.g_opt.load_state_dict(st["g_opt"])
         self.d_opt.load_state_dict(st["d_opt"])
-        if not self.args.augment:
+        if not self.args.augment and self.args.cutout is None:
             self.aug_cfg = A.AugmentConfig(**st["aug_cfg"])
             self.aug = A.AugmentState(**st["aug"])
         elif self.aug_cfg.mode == "adaptive" and st["aug_cfg"]["mode"] == "adaptive":
@@ -498,11 +500,17 @@ def main(argv=None):
     ap.add_argument("--no-mirror", action="store_true", help="turn off x-flip")
     ap.add_argument("--augment", choices=["none", "fixed", "adaptive"], default=None,
                     help="default: fixed below 10,000 images, none above; on --resume the checkpoint's")
+    ap.add_argument("--cutout", type=float, default=None,
+                    help="side of the cut square as a fraction of the image side, 0 to leave cutout out "
+                         "(DiffAugment's color,translation: the built-in model's recipe); default 0.5; "
+                         "with --resume, it and --augment replace the checkpoint's augmentation")
     ap.add_argument("--f32", action="store_true", help="latest.safetensors in f32 (default f16, as `inrgan ship`)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads per rank (default cores / local ranks)")
     ap.add_argument("--sync-report", action="store_true", help="write RUN/sync.json: every rank's weight hash")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
+    if a.cutout is not None and not 0.0 <= a.cutout <= 1.0:
+        ap.error(f"--cutout {a.cutout}: a fraction of the image side in [0, 1]")
     d = Dist(a.device)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 1) // local))
