@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -97,8 +98,6 @@ def main(argv=None) -> None:
     fig.tight_layout()
     tmp = a.out + ".tmp.png"
     fig.savefig(tmp)
-    import os
-
     os.replace(tmp, a.out)
     print(f"wrote {a.out}")
 
